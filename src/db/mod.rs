@@ -1,0 +1,268 @@
+//! The metadata database: small records in sled, opened for one operation at a time.
+//!
+//! Trees (every value is JSON, so `sled` dumps stay readable):
+//!
+//! ```text
+//! images      image id (32 bytes)   → ImageRecord
+//! layers      diff_id (32 bytes)    → LayerRecord
+//! tags        name (utf-8)          → image id (32 bytes)
+//! containers  name (utf-8)          → ContainerRecord
+//! ```
+//!
+//! sled allows one open handle per database, so [`Db::open`] first takes the root's `lock`
+//! file (waiting, and naming the holder's pid) and the handle lives only as long as one
+//! command's operation. Every logical change is one sled transaction followed by `flush()`.
+//! Per-file data never lives here: it is in the layer files the records name.
+
+mod records;
+
+pub use records::{BlobRef, ContainerRecord, ImageLayer, ImageRecord, LayerRecord};
+
+use crate::model::{Digest, ImageId, LayerId};
+use crate::sys::{FileLock, LockWait};
+use sled::Transactional;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the database at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("timed out after {seconds} s waiting for the store lock {path} (held by pid {holder})")]
+    LockTimeout { path: PathBuf, seconds: u64, holder: String },
+    #[error("cannot take the store lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {tree} tree: {source}")]
+    Sled {
+        tree: &'static str,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("database record {key} in {tree} is corrupt: {detail}")]
+    Corrupt { tree: &'static str, key: String, detail: String },
+    #[error("no image named {0:?}")]
+    NoSuchImage(String),
+    #[error("{name:?} is ambiguous: it matches images {matches}")]
+    Ambiguous { name: String, matches: String },
+    #[error("image {image} is used by container(s) {containers}")]
+    ImageInUse { image: String, containers: String },
+}
+
+/// An open database, holding the root's lock until dropped.
+pub struct Db {
+    images: sled::Tree,
+    layers: sled::Tree,
+    tags: sled::Tree,
+    containers: sled::Tree,
+    db: sled::Db,
+    _lock: FileLock,
+}
+
+/// How long to wait for the root's lock before giving up.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn sled_err(tree: &'static str) -> impl FnOnce(sled::Error) -> DbError {
+    move |source| DbError::Sled { tree, source }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, DbError> {
+    serde_json::from_slice(value).map_err(|e| DbError::Corrupt { tree, key: hex::encode(key), detail: e.to_string() })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl Db {
+    /// Takes the root's lock (calling `on_wait` with the holder's pid if it must wait) and
+    /// opens the database under `root/db`.
+    pub fn open(root: &Path, timeout: Duration, on_wait: &dyn Fn(Option<u32>)) -> Result<Self, DbError> {
+        std::fs::create_dir_all(root).map_err(|source| DbError::Lock { path: root.to_path_buf(), source })?;
+        let lock_path = root.join("lock");
+        let wait = LockWait { exclusive: true, timeout, on_wait };
+        let lock = FileLock::acquire(&lock_path, &wait)
+            .map_err(|source| DbError::Lock { path: lock_path.clone(), source })?
+            .ok_or_else(|| DbError::LockTimeout {
+                path: lock_path.clone(),
+                seconds: timeout.as_secs(),
+                holder: FileLock::holder(&lock_path).map_or("unknown".into(), |p| p.to_string()),
+            })?;
+        let path = root.join("db");
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| DbError::Open { path: path.clone(), source })?;
+        let tree = |name: &'static str| db.open_tree(name).map_err(sled_err(name));
+        Ok(Db {
+            images: tree("images")?,
+            layers: tree("layers")?,
+            tags: tree("tags")?,
+            containers: tree("containers")?,
+            db,
+            _lock: lock,
+        })
+    }
+
+    fn flush(&self) -> Result<(), DbError> {
+        self.db.flush().map(drop).map_err(sled_err("flush"))
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>, DbError> {
+        self.images
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(sled_err("images"))?;
+                decode("images", &k, &v)
+            })
+            .collect()
+    }
+
+    pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>, DbError> {
+        let key = id.0.as_bytes();
+        self.images.get(key).map_err(sled_err("images"))?.map(|v| decode("images", key, &v)).transpose()
+    }
+
+    pub fn layers(&self) -> Result<Vec<LayerRecord>, DbError> {
+        self.layers
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(sled_err("layers"))?;
+                decode("layers", &k, &v)
+            })
+            .collect()
+    }
+
+    pub fn layer(&self, id: &LayerId) -> Result<Option<LayerRecord>, DbError> {
+        let key = id.0.as_bytes();
+        self.layers.get(key).map_err(sled_err("layers"))?.map(|v| decode("layers", key, &v)).transpose()
+    }
+
+    /// Every (name, image id) pair, sorted by name.
+    pub fn tags(&self) -> Result<Vec<(String, ImageId)>, DbError> {
+        self.tags
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(sled_err("tags"))?;
+                let name = String::from_utf8_lossy(&k).into_owned();
+                let id: [u8; 32] = v.as_ref().try_into().map_err(|_| DbError::Corrupt {
+                    tree: "tags",
+                    key: name.clone(),
+                    detail: "value is not a 32-byte image id".into(),
+                })?;
+                Ok((name, ImageId(Digest::from_bytes(id))))
+            })
+            .collect()
+    }
+
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, DbError> {
+        self.containers
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(sled_err("containers"))?;
+                decode("containers", &k, &v)
+            })
+            .collect()
+    }
+
+    /// Finds an image by name, full id (`sha256:…` or hex) or unique id prefix.
+    pub fn resolve(&self, name: &str) -> Result<ImageRecord, DbError> {
+        if let Some(id) = self.tags.get(name.as_bytes()).map_err(sled_err("tags"))? {
+            let id: [u8; 32] = id.as_ref().try_into().map_err(|_| DbError::Corrupt {
+                tree: "tags",
+                key: name.to_string(),
+                detail: "value is not a 32-byte image id".into(),
+            })?;
+            return self.image(&ImageId(Digest::from_bytes(id)))?.ok_or_else(|| DbError::NoSuchImage(name.to_string()));
+        }
+        let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+        if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DbError::NoSuchImage(name.to_string()));
+        }
+        let matches: Vec<ImageRecord> = self.images()?.into_iter().filter(|i| i.id.0.hex().starts_with(prefix)).collect();
+        match matches.len() {
+            0 => Err(DbError::NoSuchImage(name.to_string())),
+            1 => Ok(matches.into_iter().next().ok_or_else(|| DbError::NoSuchImage(name.to_string()))?),
+            _ => Err(DbError::Ambiguous {
+                name: name.to_string(),
+                matches: matches.iter().map(|i| i.id.0.short()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Records an imported image, its new layers and its name, in one transaction, then flushes.
+    /// The objects, layer files and index it names must already be durable.
+    pub fn add_image(&self, image: &ImageRecord, layers: &[LayerRecord], name: Option<&str>) -> Result<(), DbError> {
+        (&self.images, &self.layers, &self.tags)
+            .transaction(|(images, layer_tree, tags)| {
+                for layer in layers {
+                    layer_tree.insert(layer.id.0.as_bytes(), encode(layer))?;
+                }
+                images.insert(image.id.0.as_bytes(), encode(image))?;
+                if let Some(name) = name {
+                    tags.insert(name.as_bytes(), image.id.0.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(source) => DbError::Sled { tree: "images", source },
+                sled::transaction::TransactionError::Abort(()) => DbError::Corrupt {
+                    tree: "images",
+                    key: image.id.to_string(),
+                    detail: "transaction aborted".into(),
+                },
+            })?;
+        self.flush()
+    }
+
+    /// Removes `names` (tags); removes the image itself too when `remove_image`, and then
+    /// every layer record no other image uses. One transaction.
+    pub fn remove_image(&self, image: &ImageId, names: &[String], remove_image: bool) -> Result<(), DbError> {
+        let mut dead_layers = Vec::new();
+        if remove_image {
+            let users: Vec<_> = self.containers()?.into_iter().filter(|c| c.image == *image).map(|c| c.name).collect();
+            if !users.is_empty() {
+                return Err(DbError::ImageInUse { image: image.0.short(), containers: users.join(", ") });
+            }
+            let others = self.images()?;
+            let record = self.image(image)?.ok_or_else(|| DbError::NoSuchImage(image.to_string()))?;
+            for layer in &record.layers {
+                let shared = others.iter().any(|o| o.id != *image && o.layers.iter().any(|l| l.diff_id == layer.diff_id));
+                if !shared && !dead_layers.contains(&layer.diff_id) {
+                    dead_layers.push(layer.diff_id);
+                }
+            }
+        }
+        (&self.images, &self.layers, &self.tags)
+            .transaction(|(images, layers, tags)| {
+                for name in names {
+                    tags.remove(name.as_bytes())?;
+                }
+                if remove_image {
+                    images.remove(image.0.as_bytes())?;
+                    for layer in &dead_layers {
+                        layers.remove(layer.0.as_bytes())?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(source) => DbError::Sled { tree: "images", source },
+                sled::transaction::TransactionError::Abort(()) => DbError::Corrupt {
+                    tree: "images",
+                    key: image.to_string(),
+                    detail: "transaction aborted".into(),
+                },
+            })?;
+        self.flush()
+    }
+}

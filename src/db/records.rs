@@ -1,0 +1,58 @@
+//! The records kept in the database. Versioned by field presence: new fields get defaults.
+
+use crate::model::{Digest, ImageId, LayerId};
+use serde::{Deserialize, Serialize};
+
+/// The compressed blob a layer was imported from (what a manifest names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// One layer of an image: its diff_id and, when imported from a manifest, its blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayer {
+    pub diff_id: LayerId,
+    pub blob: Option<BlobRef>,
+}
+
+/// An image: its config (a store object whose digest is the image id) and its layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    /// Bottom layer first.
+    pub layers: Vec<ImageLayer>,
+    /// `created` from the config, as written there.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// Unix seconds of the import.
+    pub imported: u64,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    /// Where it came from, for people: `oci-layout:/path`, `docker-archive:/path`, ...
+    #[serde(default)]
+    pub source: String,
+}
+
+/// A layer: the summary of its layer file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub id: LayerId,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
+    pub entries: u64,
+    pub files: u64,
+    /// Sum of the sizes of the layer's regular files (each hardlink counted once).
+    pub content_bytes: u64,
+}
+
+/// A container: an image plus its own upper directory (created by `snap create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: ImageId,
+}

@@ -1,0 +1,246 @@
+//! Merging layers into one tree and encoding it.
+
+use super::IndexError;
+use super::format::Encoder;
+use crate::model::{Entry, EntryPath, Kind, LayerId, Meta};
+use std::collections::BTreeMap;
+
+/// One layer of the stack to merge, bottom first.
+pub struct LayerInput<'a> {
+    pub id: LayerId,
+    pub entries: &'a [Entry],
+}
+
+/// A node of the merged tree. Hardlinked names share one node, so one inode.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub kind: Kind,
+    pub meta: Meta,
+    /// For directories: name → node id, sorted by name.
+    pub children: BTreeMap<Vec<u8>, usize>,
+}
+
+/// The merged tree as an arena; node 0 is the root. Detached nodes stay in the arena unused.
+pub(super) struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+/// Merges `layers` (bottom first) and encodes the flattened index.
+pub fn build(layers: &[LayerInput<'_>]) -> Result<Vec<u8>, IndexError> {
+    let tree = merge(layers)?;
+    Encoder::encode(&tree)
+}
+
+fn root_meta() -> Meta {
+    Meta { mode: 0o755, ..Meta::default() }
+}
+
+pub(super) fn merge(layers: &[LayerInput<'_>]) -> Result<Tree, IndexError> {
+    let mut tree = Tree { nodes: vec![Node { kind: Kind::Dir, meta: root_meta(), children: BTreeMap::new() }] };
+    for layer in layers {
+        // Whiteouts and opaque markers hide what the layers below put there, never what this
+        // layer adds, so they go first.
+        for entry in layer.entries {
+            match entry.kind {
+                Kind::Whiteout => tree.remove(&entry.path),
+                Kind::Opaque => tree.clear_dir(&entry.path),
+                _ => {}
+            }
+        }
+        for entry in layer.entries {
+            if !matches!(entry.kind, Kind::Whiteout | Kind::Opaque) {
+                tree.add(layer.id, entry)?;
+            }
+        }
+    }
+    Ok(tree)
+}
+
+impl Tree {
+    /// The node id of the directory at `path`, if it exists and is a directory.
+    fn find_dir(&self, path: &EntryPath) -> Option<usize> {
+        let mut id = 0;
+        for component in path.components() {
+            id = *self.nodes[id].children.get(component)?;
+            if !matches!(self.nodes[id].kind, Kind::Dir) {
+                return None;
+            }
+        }
+        Some(id)
+    }
+
+    fn remove(&mut self, path: &EntryPath) {
+        if let Some((parent, name)) = path.split_last()
+            && let Some(dir) = self.find_dir(&parent)
+        {
+            self.nodes[dir].children.remove(name);
+        }
+    }
+
+    fn clear_dir(&mut self, path: &EntryPath) {
+        if let Some(dir) = self.find_dir(path) {
+            self.nodes[dir].children.clear();
+        }
+    }
+
+    /// The directory that will hold `path`, creating missing parents as plain directories.
+    fn parent_dir(&mut self, layer: LayerId, path: &EntryPath) -> Result<usize, IndexError> {
+        let mut id = 0;
+        let mut walked = EntryPath::root();
+        let parent = path.split_last().map(|(p, _)| p).unwrap_or_default();
+        for component in parent.components() {
+            walked = walked.join(component);
+            id = match self.nodes[id].children.get(component) {
+                Some(&child) => match self.nodes[child].kind {
+                    Kind::Dir => child,
+                    Kind::Symlink { .. } => {
+                        return Err(IndexError::ThroughSymlink { layer, path: path.clone(), via: walked });
+                    }
+                    _ => return Err(IndexError::ParentNotDir { layer, path: path.clone(), parent: walked }),
+                },
+                None => {
+                    let child = self.push(Node { kind: Kind::Dir, meta: root_meta(), children: BTreeMap::new() });
+                    self.nodes[id].children.insert(component.to_vec(), child);
+                    child
+                }
+            };
+        }
+        Ok(id)
+    }
+
+    fn push(&mut self, node: Node) -> usize {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn add(&mut self, layer: LayerId, entry: &Entry) -> Result<(), IndexError> {
+        let Some((_, name)) = entry.path.split_last() else {
+            return match entry.kind {
+                Kind::Dir => {
+                    self.nodes[0].meta = entry.meta.clone();
+                    Ok(())
+                }
+                _ => Err(IndexError::RootNotDir { layer, path: entry.path.clone(), kind: entry.kind.name() }),
+            };
+        };
+        let dir = self.parent_dir(layer, &entry.path)?;
+        let existing = self.nodes[dir].children.get(name).copied();
+        let node = match &entry.kind {
+            Kind::Dir => {
+                if let Some(id) = existing.filter(|&id| matches!(self.nodes[id].kind, Kind::Dir)) {
+                    self.nodes[id].meta = entry.meta.clone();
+                    return Ok(());
+                }
+                self.push(Node { kind: Kind::Dir, meta: entry.meta.clone(), children: BTreeMap::new() })
+            }
+            Kind::Hardlink { target } => {
+                let bad = || IndexError::BadHardlink { layer, path: entry.path.clone(), target: target.clone() };
+                let (target_parent, target_name) = target.split_last().ok_or_else(bad)?;
+                let target_dir = self.find_dir(&target_parent).ok_or_else(bad)?;
+                let id = *self.nodes[target_dir].children.get(target_name).ok_or_else(bad)?;
+                if matches!(self.nodes[id].kind, Kind::Dir) {
+                    return Err(bad());
+                }
+                id
+            }
+            kind => self.push(Node { kind: kind.clone(), meta: entry.meta.clone(), children: BTreeMap::new() }),
+        };
+        self.nodes[dir].children.insert(name.to_vec(), node);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Index, NodeKind};
+    use crate::model::{Digest, Ino};
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::parse(s.as_bytes()).unwrap()
+    }
+    fn e(path: &str, kind: Kind) -> Entry {
+        Entry { path: p(path), kind, meta: Meta { mode: 0o644, ..Meta::default() } }
+    }
+    fn file(path: &str, content: &str) -> Entry {
+        e(path, Kind::File { digest: Digest::of(content.as_bytes()), size: content.len() as u64 })
+    }
+    fn id(n: u8) -> LayerId {
+        LayerId(Digest::of(&[n]))
+    }
+    fn index(layers: &[Vec<Entry>]) -> Index<Vec<u8>> {
+        let inputs: Vec<_> = layers.iter().enumerate().map(|(i, l)| LayerInput { id: id(i as u8), entries: l }).collect();
+        Index::open(build(&inputs).unwrap()).unwrap()
+    }
+    fn resolve(idx: &Index<Vec<u8>>, path: &str) -> Option<Ino> {
+        p(path).components().try_fold(Ino::ROOT, |ino, name| idx.lookup(ino, name))
+    }
+    fn names(idx: &Index<Vec<u8>>, path: &str) -> Vec<String> {
+        let ino = resolve(idx, path).unwrap();
+        idx.children(ino).unwrap().map(|(n, _)| String::from_utf8_lossy(n).into_owned()).collect()
+    }
+
+    #[test]
+    fn upper_layers_win_and_whiteouts_hide() {
+        let idx = index(&[
+            vec![e("a", Kind::Dir), file("a/x", "1"), file("a/y", "2"), e("b", Kind::Dir), file("b/z", "3")],
+            vec![file("a/x", "new"), e("a/y", Kind::Whiteout), e("b", Kind::Whiteout), e("b", Kind::Dir), file("b/w", "4")],
+        ]);
+        assert_eq!(names(&idx, "a"), ["x"]);
+        assert_eq!(names(&idx, "b"), ["w"], "a whiteout of b hides the lower b, not this layer's b");
+        let x = idx.inode(resolve(&idx, "a/x").unwrap()).unwrap();
+        assert_eq!(x.kind, NodeKind::File { digest: Digest::of(b"new"), size: 3 });
+    }
+
+    #[test]
+    fn opaque_dirs_hide_the_lower_tree() {
+        let idx = index(&[
+            vec![e("d", Kind::Dir), file("d/old", "1"), e("d/sub", Kind::Dir), file("d/sub/f", "2")],
+            vec![e("d", Kind::Dir), e("d", Kind::Opaque), file("d/new", "3")],
+        ]);
+        assert_eq!(names(&idx, "d"), ["new"]);
+    }
+
+    #[test]
+    fn hardlinks_share_one_inode() {
+        let idx = index(&[vec![file("a", "x"), e("b", Kind::Hardlink { target: p("a") }), file("c", "x")]]);
+        let (a, b, c) = (resolve(&idx, "a").unwrap(), resolve(&idx, "b").unwrap(), resolve(&idx, "c").unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(idx.inode(a).unwrap().nlink, 2);
+        assert_eq!(idx.inode(c).unwrap().nlink, 1);
+    }
+
+    #[test]
+    fn replacing_a_dir_with_a_file_drops_its_tree() {
+        let idx = index(&[vec![e("d", Kind::Dir), file("d/f", "1")], vec![file("d", "2")]]);
+        let d = idx.inode(resolve(&idx, "d").unwrap()).unwrap();
+        assert!(matches!(d.kind, NodeKind::File { .. }));
+        assert_eq!(idx.len(), 2);
+    }
+
+    #[test]
+    fn missing_parents_are_created() {
+        let idx = index(&[vec![file("x/y/z", "1")]]);
+        assert!(resolve(&idx, "x/y/z").is_some());
+        assert_eq!(idx.inode(resolve(&idx, "x").unwrap()).unwrap().nlink, 3);
+    }
+
+    #[test]
+    fn refuses_paths_through_symlinks() {
+        let layers = [vec![e("etc", Kind::Symlink { target: b"/host/etc".to_vec() })], vec![file("etc/passwd", "x")]];
+        let inputs: Vec<_> = layers.iter().enumerate().map(|(i, l)| LayerInput { id: id(i as u8), entries: l }).collect();
+        let err = build(&inputs).unwrap_err();
+        assert!(matches!(err, IndexError::ThroughSymlink { .. }), "{err}");
+        assert!(err.to_string().contains("/etc/passwd"));
+    }
+
+    #[test]
+    fn inode_numbers_are_stable() {
+        let layers = vec![vec![e("a", Kind::Dir), file("a/b", "1"), file("c", "2")]];
+        let one = index(&layers);
+        let two = index(&layers);
+        assert_eq!(resolve(&one, "a/b"), resolve(&two, "a/b"));
+        assert_eq!(resolve(&one, ""), Some(Ino::ROOT));
+    }
+}

@@ -1,0 +1,70 @@
+//! Layers: OCI layer tars to entries and back.
+//!
+//! A layer tar is parsed once, at import, into three things kept in one immutable file per
+//! layer ([`LayerFile`]): the entries (paths, kinds, metadata, content digests), the sorted set
+//! of content digests it references, and a tar skeleton — the original tar with every file body
+//! replaced by a reference to its store object — so that an unchanged layer re-exports byte for
+//! byte. File bodies go to an [`ObjectSink`] (the store, or a `Vec` in tests); this module opens
+//! no path.
+//!
+//! Path safety is enforced here: `..`, absolute paths and hardlinks to anything but an earlier
+//! regular file of the same layer are refused. Paths through symlinks are refused by the index,
+//! which sees every layer.
+
+mod file;
+mod parse;
+mod skeleton;
+
+pub use file::{LayerFile, decode_digests};
+pub use parse::{ParsedLayer, parse_layer};
+pub use skeleton::{Segment, Skeleton};
+
+use crate::model::{Digest, EntryPath, PathError};
+use std::io::Read;
+
+/// Where file bodies go while a layer is parsed. The store implements it; tests use memory.
+pub trait ObjectSink: Sync {
+    /// Stores `size` bytes read from `body` and returns their sha256.
+    fn put(&self, body: &mut dyn Read, size: u64) -> Result<Digest, std::io::Error>;
+}
+
+/// Why a layer tar or a layer file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("corrupt or truncated layer tar after entry {after:?}: {source}")]
+    Tar {
+        after: Option<String>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("entry {path:?}: {source}")]
+    BadPath {
+        path: String,
+        #[source]
+        source: PathError,
+    },
+    #[error("entry {path}: hardlink target {target:?} is not an earlier regular file of this layer")]
+    BadHardlink { path: EntryPath, target: String },
+    #[error("entry {path}: unsupported tar entry type {kind:?}")]
+    UnsupportedType { path: String, kind: char },
+    #[error("entry {path}: body is truncated: expected {expected} bytes, got {got}")]
+    TruncatedBody { path: EntryPath, expected: u64, got: u64 },
+    #[error("entry {path}: invalid {field} in the tar header: {detail}")]
+    BadHeader { path: String, field: &'static str, detail: String },
+    #[error("entry {path}: storing the body failed: {source}")]
+    Sink {
+        path: EntryPath,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer file is corrupt: {0}")]
+    CorruptFile(String),
+    #[error("rebuilding the layer tar failed at object {digest}: {source}")]
+    Reassemble {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the layer tar failed: {0}")]
+    Write(#[source] std::io::Error),
+}

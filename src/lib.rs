@@ -1,0 +1,30 @@
+//! snapfs: a content-addressed layer store and snapshotter for containers.
+//!
+//! An image is an ordered stack of read-only layers plus an OCI config; a container is an
+//! image plus its own writable upper directory. snapfs imports layers into one store where
+//! every distinct file content is kept once (sha256-addressed), records each layer's entries
+//! and tar skeleton in an immutable per-layer file, and merges an image's layers once into a
+//! flattened index that a mount reads without walking the layers.
+//!
+//! Modules, from the bottom up (a module uses only those below it):
+//!
+//! - [`model`], [`layer`], [`index`]: the pure core — ids and entries, OCI tar parsing and
+//!   skeletons, the flattened index. Bytes in, values out; nothing opens a path.
+//! - [`store`] (objects and files under the root) and [`db`] (sled records, taken per
+//!   operation under the root's lock).
+//! - [`image`]: import from OCI layouts, OCI archives, docker archives and rootfs trees;
+//!   listing, removal, garbage collection and consistency checks.
+//! - [`cli`]: the `snap` command line.
+//! - [`sys`]: the only place that talks to the kernel beyond `std` (flock, syncfs, mmap).
+//!
+//! The on-disk format is described in `docs/format.md`; what is durable when, in
+//! `docs/crash-safety.md`.
+
+pub mod cli;
+pub mod db;
+pub mod image;
+pub mod index;
+pub mod layer;
+pub mod model;
+pub mod store;
+pub mod sys;

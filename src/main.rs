@@ -1,0 +1,3 @@
+fn main() {
+    snapfs::cli::main()
+}

@@ -1,0 +1,207 @@
+//! The store: every file under the root except the database.
+//!
+//! ```text
+//! <root>/
+//!   objects/sha256/ab/<hex>   one read-only file per distinct content, named by its sha256
+//!   layers/<diff-id hex>      per layer: entries, object digests, tar skeleton (see layer::LayerFile)
+//!   index/<image-id hex>      the flattened index of one image (see index::format)
+//!   tmp/                      staging on the same filesystem; leftovers are garbage
+//!   gc.lock                   shared by every writer of objects, exclusive for `snap gc`
+//! ```
+//!
+//! Objects and files are written once: to `tmp/`, then `rename`d into place. Nothing is
+//! fsynced per file; [`Store::sync`] makes a whole batch durable with one `syncfs`, and the
+//! caller records it in the database only after that (see `docs/crash-safety.md`).
+//! The store keeps no reference counts: `snap gc` marks from the database and the layer files.
+
+mod objects;
+mod sweep;
+
+pub use objects::PutStats;
+pub use sweep::SweepReport;
+
+use crate::index::Index;
+use crate::layer::LayerFile;
+use crate::model::{Digest, ImageId, LayerId};
+use crate::sys::{FileLock, LockWait, Mapped};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a store operation failed. Each variant names the file or digest concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("object {digest} is missing from the store")]
+    MissingObject { digest: Digest },
+    #[error("layer file for {layer} is corrupt: {source}")]
+    CorruptLayer {
+        layer: LayerId,
+        #[source]
+        source: crate::layer::LayerError,
+    },
+    #[error("index of image {image} is corrupt: {source}")]
+    CorruptIndex {
+        image: ImageId,
+        #[source]
+        source: crate::index::IndexError,
+    },
+    #[error("timed out after {seconds} s waiting for `snap gc` (pid {holder:?}) to finish")]
+    GcBusy { seconds: u64, holder: Option<u32> },
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// The files under one root.
+pub struct Store {
+    root: PathBuf,
+    stats: PutStats,
+    tmp_counter: AtomicU64,
+}
+
+/// Held by every process that writes objects not yet named by the database; `snap gc`
+/// takes the same lock exclusively, so it never sweeps an object an import is about to name.
+pub struct WriteGuard {
+    _lock: FileLock,
+}
+
+impl Store {
+    /// Opens the store under `root`, creating its directories if needed.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for dir in ["objects/sha256", "layers", "index", "tmp"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).map_err(io_err(&path))?;
+        }
+        Ok(Store { root: root.to_path_buf(), stats: PutStats::default(), tmp_counter: AtomicU64::new(0) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Counts of what `put` wrote and found already present since the store was opened.
+    pub fn stats(&self) -> &PutStats {
+        &self.stats
+    }
+
+    /// Blocks `snap gc` while the guard lives; waits (up to `timeout`) for a running gc.
+    pub fn write_guard(&self, timeout: Duration) -> Result<WriteGuard, StoreError> {
+        self.gc_lock(false, timeout).map(|lock| WriteGuard { _lock: lock })
+    }
+
+    fn gc_lock(&self, exclusive: bool, timeout: Duration) -> Result<FileLock, StoreError> {
+        let path = self.root.join("gc.lock");
+        let on_wait = |pid: Option<u32>| {
+            tracing::warn!("waiting for the gc lock held by pid {}", pid.map_or("?".into(), |p| p.to_string()));
+        };
+        let wait = LockWait { exclusive, timeout, on_wait: &on_wait };
+        FileLock::acquire(&path, &wait)
+            .map_err(io_err(&path))?
+            .ok_or(StoreError::GcBusy { seconds: timeout.as_secs(), holder: FileLock::holder(&path) })
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A fresh path under `tmp/`.
+    pub fn tmp_path(&self, what: &str) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        self.tmp_dir().join(format!("{what}-{}-{n}", std::process::id()))
+    }
+
+    pub fn object_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("objects/sha256").join(&hex[..2]).join(hex)
+    }
+
+    pub fn layer_path(&self, layer: &LayerId) -> PathBuf {
+        self.root.join("layers").join(layer.0.hex())
+    }
+
+    pub fn index_path(&self, image: &ImageId) -> PathBuf {
+        self.root.join("index").join(image.0.hex())
+    }
+
+    pub fn has_object(&self, digest: &Digest) -> bool {
+        self.object_path(digest).exists()
+    }
+
+    pub fn open_object(&self, digest: &Digest) -> Result<File, StoreError> {
+        File::open(self.object_path(digest)).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StoreError::MissingObject { digest: *digest },
+            _ => StoreError::Io { path: self.object_path(digest), source },
+        })
+    }
+
+    /// Reads a whole (small) object.
+    pub fn read_object(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.object_path(digest);
+        fs::read(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StoreError::MissingObject { digest: *digest },
+            _ => StoreError::Io { path, source },
+        })
+    }
+
+    /// Writes `bytes` to `path` atomically (tmp + rename), unless a file is already there.
+    /// Not durable until [`Store::sync`].
+    fn write_once(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        if path.exists() {
+            return Ok(());
+        }
+        let tmp = self.tmp_path("file");
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(bytes).map_err(io_err(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io_err(path))
+    }
+
+    pub fn write_layer(&self, layer: &LayerId, file: &LayerFile) -> Result<(), StoreError> {
+        let bytes = file.encode().map_err(|source| StoreError::CorruptLayer { layer: *layer, source })?;
+        self.write_once(&self.layer_path(layer), &bytes)
+    }
+
+    pub fn has_layer(&self, layer: &LayerId) -> bool {
+        self.layer_path(layer).exists()
+    }
+
+    pub fn read_layer(&self, layer: &LayerId) -> Result<LayerFile, StoreError> {
+        let path = self.layer_path(layer);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        LayerFile::decode(&bytes).map_err(|source| StoreError::CorruptLayer { layer: *layer, source })
+    }
+
+    /// The object digests a layer references, without decoding its entries.
+    pub fn layer_digests(&self, layer: &LayerId) -> Result<Vec<Digest>, StoreError> {
+        let path = self.layer_path(layer);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        crate::layer::decode_digests(&bytes).map_err(|source| StoreError::CorruptLayer { layer: *layer, source })
+    }
+
+    pub fn write_index(&self, image: &ImageId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_once(&self.index_path(image), bytes)
+    }
+
+    /// Maps the index of `image`.
+    pub fn open_index(&self, image: &ImageId) -> Result<Index<Mapped>, StoreError> {
+        let path = self.index_path(image);
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let map = Mapped::map(&file).map_err(io_err(&path))?;
+        Index::open(map).map_err(|source| StoreError::CorruptIndex { image: *image, source })
+    }
+
+    /// Makes everything written so far durable: one `syncfs` of the store's filesystem.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let file = File::open(&self.root).map_err(io_err(&self.root))?;
+        crate::sys::syncfs(&file).map_err(io_err(&self.root))
+    }
+}

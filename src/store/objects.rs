@@ -1,0 +1,167 @@
+//! Content-addressed objects: put (dedup, atomic), list, verify.
+
+use super::{Store, StoreError, io_err};
+use crate::layer::ObjectSink;
+use crate::model::{Digest, DigestHasher};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bodies up to this size are hashed in memory first, so a duplicate is never written at all.
+const IN_MEMORY_LIMIT: u64 = 1 << 20;
+
+/// What `put` did since the store was opened.
+#[derive(Default, Debug)]
+pub struct PutStats {
+    pub new_objects: AtomicU64,
+    pub new_bytes: AtomicU64,
+    pub existing_objects: AtomicU64,
+    pub existing_bytes: AtomicU64,
+}
+
+impl PutStats {
+    fn count(&self, new: bool, bytes: u64) {
+        let (objects, total) = if new {
+            (&self.new_objects, &self.new_bytes)
+        } else {
+            (&self.existing_objects, &self.existing_bytes)
+        };
+        objects.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Store {
+    /// Stores `bytes` as an object (if not already there) and returns its digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(bytes);
+        let path = self.object_path(&digest);
+        if path.exists() {
+            self.stats.count(false, bytes.len() as u64);
+            return Ok(digest);
+        }
+        let tmp = self.tmp_path("object");
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(bytes).map_err(io_err(&tmp))?;
+        self.install(file, &tmp, &digest, bytes.len() as u64)?;
+        Ok(digest)
+    }
+
+    /// Stores a stream of `size` bytes as an object and returns its digest.
+    pub fn put_stream(&self, body: &mut dyn Read, size: u64) -> Result<Digest, StoreError> {
+        if size <= IN_MEMORY_LIMIT {
+            let mut bytes = Vec::with_capacity(size as usize);
+            body.take(size).read_to_end(&mut bytes).map_err(io_err(Path::new("<layer entry body>")))?;
+            return self.put_bytes(&bytes);
+        }
+        let tmp = self.tmp_path("object");
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut hasher = DigestHasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut written = 0u64;
+        let result: std::io::Result<()> = (|| {
+            loop {
+                let n = body.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n])?;
+                written += n as u64;
+            }
+        })();
+        if let Err(source) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::Io { path: tmp, source });
+        }
+        let digest = hasher.finish();
+        if self.object_path(&digest).exists() {
+            let _ = fs::remove_file(&tmp);
+            self.stats.count(false, written);
+            return Ok(digest);
+        }
+        self.install(file, &tmp, &digest, written)?;
+        Ok(digest)
+    }
+
+    /// Makes a finished tmp file read-only and renames it to its object path.
+    fn install(&self, file: File, tmp: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        file.set_permissions(fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
+        drop(file);
+        let path = self.object_path(digest);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        fs::rename(tmp, &path).map_err(io_err(&path))?;
+        self.stats.count(true, size);
+        Ok(())
+    }
+
+    /// Every object file in the store: (digest, size). Files whose names are not digests are
+    /// reported as `Err(path)`.
+    pub fn list_objects(&self) -> Result<Vec<Result<(Digest, u64), std::path::PathBuf>>, StoreError> {
+        let base = self.root.join("objects/sha256");
+        let mut out = Vec::new();
+        for shard in fs::read_dir(&base).map_err(io_err(&base))? {
+            let shard = shard.map_err(io_err(&base))?.path();
+            for object in fs::read_dir(&shard).map_err(io_err(&shard))? {
+                let object = object.map_err(io_err(&shard))?;
+                let path = object.path();
+                let size = object.metadata().map_err(io_err(&path))?.len();
+                let name = object.file_name();
+                match name.to_str().map(Digest::from_hex) {
+                    Some(Ok(d)) if shard.file_name() == Some(std::ffi::OsStr::new(&d.hex()[..2])) => out.push(Ok((d, size))),
+                    _ => out.push(Err(path)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-hashes an object; `Ok(false)` if its bytes no longer match its name.
+    pub fn verify_object(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let path = self.object_path(digest);
+        let mut file = self.open_object(digest)?;
+        let mut hasher = DigestHasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err(&path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish() == *digest)
+    }
+}
+
+impl ObjectSink for Store {
+    fn put(&self, body: &mut dyn Read, size: u64) -> Result<Digest, std::io::Error> {
+        self.put_stream(body, size).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_each_content_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.put_bytes(b"hello").unwrap();
+        let b = store.put_stream(&mut &b"hello"[..], 5).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(store.read_object(&a).unwrap(), b"hello");
+        assert_eq!(store.stats().new_objects.load(Ordering::Relaxed), 1);
+        assert_eq!(store.stats().existing_objects.load(Ordering::Relaxed), 1);
+        let big = vec![7u8; 3 << 20];
+        let c = store.put_stream(&mut &big[..], big.len() as u64).unwrap();
+        assert_eq!(c, Digest::of(&big));
+        assert!(store.verify_object(&c).unwrap());
+        assert_eq!(store.list_objects().unwrap().len(), 2);
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+}

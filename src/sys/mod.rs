@@ -1,0 +1,104 @@
+//! The thin layer over the kernel that `std` does not cover: file locks, `syncfs`, and mapping
+//! immutable files into memory. The only module allowed `unsafe`.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+
+/// Takes an exclusive `flock` without waiting; `Ok(false)` if another holder has it.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    try_flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+}
+
+/// Takes a shared `flock` without waiting; `Ok(false)` if an exclusive holder has it.
+pub fn try_lock_shared(file: &File) -> io::Result<bool> {
+    try_flock(file, rustix::fs::FlockOperation::NonBlockingLockShared)
+}
+
+fn try_flock(file: &File, op: rustix::fs::FlockOperation) -> io::Result<bool> {
+    match rustix::fs::flock(file.as_fd(), op) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Flushes every dirty page and inode of the filesystem holding `file` to disk: one call
+/// makes a whole batch of object writes durable.
+pub fn syncfs(file: &File) -> io::Result<()> {
+    rustix::fs::syncfs(file.as_fd()).map_err(Into::into)
+}
+
+/// An immutable file mapped read-only.
+pub struct Mapped(memmap2::Mmap);
+
+impl Mapped {
+    /// Maps `file`, which the caller must never modify while mapped.
+    pub fn map(file: &File) -> io::Result<Self> {
+        // SAFETY: snapfs writes index and layer files once (tmp + rename) and never modifies a
+        // file in place, so the mapped bytes cannot change under us; a truncation by someone
+        // else would be store corruption, which fsck reports.
+        let map = unsafe { memmap2::Mmap::map(file)? };
+        Ok(Mapped(map))
+    }
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// An advisory lock on a file under the root, released when dropped (or when the process dies).
+pub struct FileLock {
+    _file: File,
+}
+
+/// How [`FileLock::acquire`] waits.
+pub struct LockWait<'a> {
+    pub exclusive: bool,
+    pub timeout: std::time::Duration,
+    /// Called once, with the pid written by the current holder (if any), when we must wait.
+    pub on_wait: &'a dyn Fn(Option<u32>),
+}
+
+impl FileLock {
+    /// Takes the lock on `path` (created if missing), waiting up to `wait.timeout`.
+    /// An exclusive holder writes its pid into the file so that waiters can name it.
+    /// Returns `Ok(None)` on timeout.
+    pub fn acquire(path: &std::path::Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        use std::io::{Read, Seek, Write};
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            let got = if wait.exclusive { try_lock_exclusive(&file)? } else { try_lock_shared(&file)? };
+            if got {
+                if wait.exclusive {
+                    file.set_len(0)?;
+                    file.rewind()?;
+                    write!(file, "{}", std::process::id())?;
+                }
+                return Ok(Some(FileLock { _file: file }));
+            }
+            if start.elapsed() >= wait.timeout {
+                return Ok(None);
+            }
+            if !told {
+                let mut text = String::new();
+                file.rewind()?;
+                file.read_to_string(&mut text)?;
+                (wait.on_wait)(text.trim().parse().ok());
+                told = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The pid an exclusive holder wrote into `path`, if any.
+    pub fn holder(path: &std::path::Path) -> Option<u32> {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+}
