@@ -1,1 +1,83 @@
-pub fn main() {}
+//! The `snap` command line: argument parsing, one file per command, progress bars, tables
+//! and JSON output. Errors get their context here (anyhow) and exit non-zero.
+
+mod df;
+mod fsck;
+mod gc;
+mod images;
+mod import;
+mod inspect;
+mod output;
+mod progress;
+mod rmi;
+
+use crate::store::Store;
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// snapfs: a content-addressed layer store for container images.
+#[derive(Parser)]
+#[command(name = "snap", version, about, long_about = None)]
+struct Args {
+    /// The store's root directory.
+    #[arg(
+        long,
+        global = true,
+        env = "SNAPFS_ROOT",
+        default_value = "/var/lib/snapfs"
+    )]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import an image: OCI layout dir, OCI archive, docker archive, or a rootfs dir/tar.
+    Import(import::ImportArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Show an image's config, layers and history.
+    Inspect(inspect::InspectArgs),
+    /// Remove an image name, and the image once it has no name left.
+    Rmi(rmi::RmiArgs),
+    /// Show what the images take, logically and in the store.
+    Df(df::DfArgs),
+    /// Remove objects and files that no image references.
+    Gc(gc::GcArgs),
+    /// Re-hash every object and check every reference; exit 1 if anything is wrong.
+    Fsck(fsck::FsckArgs),
+}
+
+/// Runs `snap` and exits.
+pub fn main() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: Args) -> Result<i32> {
+    let store = Store::open(&args.root)
+        .with_context(|| format!("opening the store at {}", args.root.display()))?;
+    match args.command {
+        Command::Import(a) => import::run(&store, a),
+        Command::Images(a) => images::run(&store, a),
+        Command::Inspect(a) => inspect::run(&store, a),
+        Command::Rmi(a) => rmi::run(&store, a),
+        Command::Df(a) => df::run(&store, a),
+        Command::Gc(a) => gc::run(&store, a),
+        Command::Fsck(a) => fsck::run(&store, a),
+    }
+}

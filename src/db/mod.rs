@@ -34,7 +34,11 @@ pub enum DbError {
         source: sled::Error,
     },
     #[error("timed out after {seconds} s waiting for the store lock {path} (held by pid {holder})")]
-    LockTimeout { path: PathBuf, seconds: u64, holder: String },
+    LockTimeout {
+        path: PathBuf,
+        seconds: u64,
+        holder: String,
+    },
     #[error("cannot take the store lock {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -48,7 +52,11 @@ pub enum DbError {
         source: sled::Error,
     },
     #[error("database record {key} in {tree} is corrupt: {detail}")]
-    Corrupt { tree: &'static str, key: String, detail: String },
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        detail: String,
+    },
     #[error("no image named {0:?}")]
     NoSuchImage(String),
     #[error("{name:?} is ambiguous: it matches images {matches}")]
@@ -74,8 +82,16 @@ fn sled_err(tree: &'static str) -> impl FnOnce(sled::Error) -> DbError {
     move |source| DbError::Sled { tree, source }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, DbError> {
-    serde_json::from_slice(value).map_err(|e| DbError::Corrupt { tree, key: hex::encode(key), detail: e.to_string() })
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, DbError> {
+    serde_json::from_slice(value).map_err(|e| DbError::Corrupt {
+        tree,
+        key: hex::encode(key),
+        detail: e.to_string(),
+    })
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -85,12 +101,26 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 impl Db {
     /// Takes the root's lock (calling `on_wait` with the holder's pid if it must wait) and
     /// opens the database under `root/db`.
-    pub fn open(root: &Path, timeout: Duration, on_wait: &dyn Fn(Option<u32>)) -> Result<Self, DbError> {
-        std::fs::create_dir_all(root).map_err(|source| DbError::Lock { path: root.to_path_buf(), source })?;
+    pub fn open(
+        root: &Path,
+        timeout: Duration,
+        on_wait: &dyn Fn(Option<u32>),
+    ) -> Result<Self, DbError> {
+        std::fs::create_dir_all(root).map_err(|source| DbError::Lock {
+            path: root.to_path_buf(),
+            source,
+        })?;
         let lock_path = root.join("lock");
-        let wait = LockWait { exclusive: true, timeout, on_wait };
+        let wait = LockWait {
+            exclusive: true,
+            timeout,
+            on_wait,
+        };
         let lock = FileLock::acquire(&lock_path, &wait)
-            .map_err(|source| DbError::Lock { path: lock_path.clone(), source })?
+            .map_err(|source| DbError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?
             .ok_or_else(|| DbError::LockTimeout {
                 path: lock_path.clone(),
                 seconds: timeout.as_secs(),
@@ -101,7 +131,10 @@ impl Db {
             .path(&path)
             .mode(sled::Mode::LowSpace)
             .open()
-            .map_err(|source| DbError::Open { path: path.clone(), source })?;
+            .map_err(|source| DbError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let tree = |name: &'static str| db.open_tree(name).map_err(sled_err(name));
         Ok(Db {
             images: tree("images")?,
@@ -129,7 +162,11 @@ impl Db {
 
     pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>, DbError> {
         let key = id.0.as_bytes();
-        self.images.get(key).map_err(sled_err("images"))?.map(|v| decode("images", key, &v)).transpose()
+        self.images
+            .get(key)
+            .map_err(sled_err("images"))?
+            .map(|v| decode("images", key, &v))
+            .transpose()
     }
 
     pub fn layers(&self) -> Result<Vec<LayerRecord>, DbError> {
@@ -144,7 +181,11 @@ impl Db {
 
     pub fn layer(&self, id: &LayerId) -> Result<Option<LayerRecord>, DbError> {
         let key = id.0.as_bytes();
-        self.layers.get(key).map_err(sled_err("layers"))?.map(|v| decode("layers", key, &v)).transpose()
+        self.layers
+            .get(key)
+            .map_err(sled_err("layers"))?
+            .map(|v| decode("layers", key, &v))
+            .transpose()
     }
 
     /// Every (name, image id) pair, sorted by name.
@@ -182,26 +223,44 @@ impl Db {
                 key: name.to_string(),
                 detail: "value is not a 32-byte image id".into(),
             })?;
-            return self.image(&ImageId(Digest::from_bytes(id)))?.ok_or_else(|| DbError::NoSuchImage(name.to_string()));
+            return self
+                .image(&ImageId(Digest::from_bytes(id)))?
+                .ok_or_else(|| DbError::NoSuchImage(name.to_string()));
         }
         let prefix = name.strip_prefix("sha256:").unwrap_or(name);
         if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(DbError::NoSuchImage(name.to_string()));
         }
-        let matches: Vec<ImageRecord> = self.images()?.into_iter().filter(|i| i.id.0.hex().starts_with(prefix)).collect();
+        let matches: Vec<ImageRecord> = self
+            .images()?
+            .into_iter()
+            .filter(|i| i.id.0.hex().starts_with(prefix))
+            .collect();
         match matches.len() {
             0 => Err(DbError::NoSuchImage(name.to_string())),
-            1 => Ok(matches.into_iter().next().ok_or_else(|| DbError::NoSuchImage(name.to_string()))?),
+            1 => Ok(matches
+                .into_iter()
+                .next()
+                .ok_or_else(|| DbError::NoSuchImage(name.to_string()))?),
             _ => Err(DbError::Ambiguous {
                 name: name.to_string(),
-                matches: matches.iter().map(|i| i.id.0.short()).collect::<Vec<_>>().join(", "),
+                matches: matches
+                    .iter()
+                    .map(|i| i.id.0.short())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
 
     /// Records an imported image, its new layers and its name, in one transaction, then flushes.
     /// The objects, layer files and index it names must already be durable.
-    pub fn add_image(&self, image: &ImageRecord, layers: &[LayerRecord], name: Option<&str>) -> Result<(), DbError> {
+    pub fn add_image(
+        &self,
+        image: &ImageRecord,
+        layers: &[LayerRecord],
+        name: Option<&str>,
+    ) -> Result<(), DbError> {
         (&self.images, &self.layers, &self.tags)
             .transaction(|(images, layer_tree, tags)| {
                 for layer in layers {
@@ -214,7 +273,10 @@ impl Db {
                 Ok(())
             })
             .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(source) => DbError::Sled { tree: "images", source },
+                sled::transaction::TransactionError::Storage(source) => DbError::Sled {
+                    tree: "images",
+                    source,
+                },
                 sled::transaction::TransactionError::Abort(()) => DbError::Corrupt {
                     tree: "images",
                     key: image.id.to_string(),
@@ -226,17 +288,34 @@ impl Db {
 
     /// Removes `names` (tags); removes the image itself too when `remove_image`, and then
     /// every layer record no other image uses. One transaction.
-    pub fn remove_image(&self, image: &ImageId, names: &[String], remove_image: bool) -> Result<(), DbError> {
+    pub fn remove_image(
+        &self,
+        image: &ImageId,
+        names: &[String],
+        remove_image: bool,
+    ) -> Result<(), DbError> {
         let mut dead_layers = Vec::new();
         if remove_image {
-            let users: Vec<_> = self.containers()?.into_iter().filter(|c| c.image == *image).map(|c| c.name).collect();
+            let users: Vec<_> = self
+                .containers()?
+                .into_iter()
+                .filter(|c| c.image == *image)
+                .map(|c| c.name)
+                .collect();
             if !users.is_empty() {
-                return Err(DbError::ImageInUse { image: image.0.short(), containers: users.join(", ") });
+                return Err(DbError::ImageInUse {
+                    image: image.0.short(),
+                    containers: users.join(", "),
+                });
             }
             let others = self.images()?;
-            let record = self.image(image)?.ok_or_else(|| DbError::NoSuchImage(image.to_string()))?;
+            let record = self
+                .image(image)?
+                .ok_or_else(|| DbError::NoSuchImage(image.to_string()))?;
             for layer in &record.layers {
-                let shared = others.iter().any(|o| o.id != *image && o.layers.iter().any(|l| l.diff_id == layer.diff_id));
+                let shared = others
+                    .iter()
+                    .any(|o| o.id != *image && o.layers.iter().any(|l| l.diff_id == layer.diff_id));
                 if !shared && !dead_layers.contains(&layer.diff_id) {
                     dead_layers.push(layer.diff_id);
                 }
@@ -256,7 +335,10 @@ impl Db {
                 Ok(())
             })
             .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(source) => DbError::Sled { tree: "images", source },
+                sled::transaction::TransactionError::Storage(source) => DbError::Sled {
+                    tree: "images",
+                    source,
+                },
                 sled::transaction::TransactionError::Abort(()) => DbError::Corrupt {
                     tree: "images",
                     key: image.to_string(),

@@ -1,1 +1,154 @@
-//! Images.
+//! Images: import from OCI layouts and archives, docker archives and rootfs trees; listing,
+//! inspection, removal, garbage collection, usage and consistency checks.
+//!
+//! Every operation here follows one order: contents (objects, layer files, index) are
+//! written and made durable first, the database records naming them last, in one
+//! transaction. A failure or a kill at any point leaves at worst unreferenced files, which
+//! `gc` removes, never a record naming a missing file.
+
+mod archive;
+mod config;
+mod docker;
+mod fsck;
+mod gc;
+mod import;
+mod inspect;
+mod layout;
+mod progress;
+mod remove;
+mod rootfs;
+mod usage;
+
+pub use fsck::{FsckReport, Problem, fsck};
+pub use gc::gc;
+pub use import::{ImportOptions, ImportReport, import};
+pub use inspect::{Inspection, inspect, list};
+pub use progress::{Progress, Silent};
+pub use remove::{RemoveReport, remove};
+pub use usage::{ImageUsage, Usage, usage};
+
+use crate::db::{Db, DbError};
+use crate::model::{Digest, LayerId};
+use crate::store::{Store, StoreError};
+use std::path::{Path, PathBuf};
+
+/// Why an image operation failed. Each variant names the file, blob or layer concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not an OCI layout, OCI archive, docker archive, rootfs directory or rootfs tar"
+    )]
+    UnknownSource { path: PathBuf },
+    #[error("{what}: invalid JSON: {detail}")]
+    Json { what: String, detail: String },
+    #[error("{source_name} holds several images; pick one with --tag: {tags}")]
+    SeveralImages { source_name: String, tags: String },
+    #[error("{source_name} has no image tagged {tag:?}; it has: {tags}")]
+    NoSuchTag {
+        source_name: String,
+        tag: String,
+        tags: String,
+    },
+    #[error("{source_name} has no image for platform {wanted}; it has: {available}")]
+    NoPlatform {
+        source_name: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("{source_name} holds no image")]
+    Empty { source_name: String },
+    #[error("blob {what} is missing from {source_name}")]
+    MissingBlob { source_name: String, what: String },
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(
+        "layer {index} ({blob}): diff_id mismatch: the config says {expected}, the uncompressed tar is {actual}"
+    )]
+    DiffIdMismatch {
+        index: usize,
+        blob: String,
+        expected: LayerId,
+        actual: LayerId,
+    },
+    #[error("{what}: the manifest lists {layers} layers but the config lists {diff_ids} diff_ids")]
+    LayerCount {
+        what: String,
+        layers: usize,
+        diff_ids: usize,
+    },
+    #[error("{what}: unknown media type {media_type:?}")]
+    UnknownMediaType { what: String, media_type: String },
+    #[error("layer {index} ({blob}): {source}")]
+    Layer {
+        index: usize,
+        blob: String,
+        #[source]
+        source: crate::layer::LayerError,
+    },
+    #[error("layer {index} ({blob}): decompression failed: {source}")]
+    Decompress {
+        index: usize,
+        blob: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the index: {0}")]
+    Index(#[source] crate::index::IndexError),
+    #[error("invalid image name {name:?}: {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens the database under the store's root, telling `progress` when it must wait.
+pub(crate) fn open_db(store: &Store, progress: &dyn Progress) -> Result<Db, ImageError> {
+    let on_wait = |pid: Option<u32>| {
+        progress.message(&format!(
+            "waiting for the store lock held by pid {}",
+            pid.map_or("?".into(), |p| p.to_string())
+        ))
+    };
+    Ok(Db::open(store.root(), crate::db::LOCK_TIMEOUT, &on_wait)?)
+}
+
+/// Checks an image name: what `snap images` shows and `snap inspect` takes.
+pub fn check_name(name: &str) -> Result<(), ImageError> {
+    let bad = |reason| {
+        Err(ImageError::BadName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 255 {
+        return bad("it is longer than 255 bytes");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("it contains whitespace or control characters");
+    }
+    if name.starts_with("sha256:") {
+        return bad("it looks like an image id");
+    }
+    Ok(())
+}

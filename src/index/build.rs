@@ -32,11 +32,20 @@ pub fn build(layers: &[LayerInput<'_>]) -> Result<Vec<u8>, IndexError> {
 }
 
 fn root_meta() -> Meta {
-    Meta { mode: 0o755, ..Meta::default() }
+    Meta {
+        mode: 0o755,
+        ..Meta::default()
+    }
 }
 
 pub(super) fn merge(layers: &[LayerInput<'_>]) -> Result<Tree, IndexError> {
-    let mut tree = Tree { nodes: vec![Node { kind: Kind::Dir, meta: root_meta(), children: BTreeMap::new() }] };
+    let mut tree = Tree {
+        nodes: vec![Node {
+            kind: Kind::Dir,
+            meta: root_meta(),
+            children: BTreeMap::new(),
+        }],
+    };
     for layer in layers {
         // Whiteouts and opaque markers hide what the layers below put there, never what this
         // layer adds, so they go first.
@@ -94,12 +103,26 @@ impl Tree {
                 Some(&child) => match self.nodes[child].kind {
                     Kind::Dir => child,
                     Kind::Symlink { .. } => {
-                        return Err(IndexError::ThroughSymlink { layer, path: path.clone(), via: walked });
+                        return Err(IndexError::ThroughSymlink {
+                            layer,
+                            path: path.clone(),
+                            via: walked,
+                        });
                     }
-                    _ => return Err(IndexError::ParentNotDir { layer, path: path.clone(), parent: walked }),
+                    _ => {
+                        return Err(IndexError::ParentNotDir {
+                            layer,
+                            path: path.clone(),
+                            parent: walked,
+                        });
+                    }
                 },
                 None => {
-                    let child = self.push(Node { kind: Kind::Dir, meta: root_meta(), children: BTreeMap::new() });
+                    let child = self.push(Node {
+                        kind: Kind::Dir,
+                        meta: root_meta(),
+                        children: BTreeMap::new(),
+                    });
                     self.nodes[id].children.insert(component.to_vec(), child);
                     child
                 }
@@ -120,7 +143,11 @@ impl Tree {
                     self.nodes[0].meta = entry.meta.clone();
                     Ok(())
                 }
-                _ => Err(IndexError::RootNotDir { layer, path: entry.path.clone(), kind: entry.kind.name() }),
+                _ => Err(IndexError::RootNotDir {
+                    layer,
+                    path: entry.path.clone(),
+                    kind: entry.kind.name(),
+                }),
             };
         };
         let dir = self.parent_dir(layer, &entry.path)?;
@@ -131,19 +158,34 @@ impl Tree {
                     self.nodes[id].meta = entry.meta.clone();
                     return Ok(());
                 }
-                self.push(Node { kind: Kind::Dir, meta: entry.meta.clone(), children: BTreeMap::new() })
+                self.push(Node {
+                    kind: Kind::Dir,
+                    meta: entry.meta.clone(),
+                    children: BTreeMap::new(),
+                })
             }
             Kind::Hardlink { target } => {
-                let bad = || IndexError::BadHardlink { layer, path: entry.path.clone(), target: target.clone() };
+                let bad = || IndexError::BadHardlink {
+                    layer,
+                    path: entry.path.clone(),
+                    target: target.clone(),
+                };
                 let (target_parent, target_name) = target.split_last().ok_or_else(bad)?;
                 let target_dir = self.find_dir(&target_parent).ok_or_else(bad)?;
-                let id = *self.nodes[target_dir].children.get(target_name).ok_or_else(bad)?;
+                let id = *self.nodes[target_dir]
+                    .children
+                    .get(target_name)
+                    .ok_or_else(bad)?;
                 if matches!(self.nodes[id].kind, Kind::Dir) {
                     return Err(bad());
                 }
                 id
             }
-            kind => self.push(Node { kind: kind.clone(), meta: entry.meta.clone(), children: BTreeMap::new() }),
+            kind => self.push(Node {
+                kind: kind.clone(),
+                meta: entry.meta.clone(),
+                children: BTreeMap::new(),
+            }),
         };
         self.nodes[dir].children.insert(name.to_vec(), node);
         Ok(())
@@ -160,42 +202,94 @@ mod tests {
         EntryPath::parse(s.as_bytes()).unwrap()
     }
     fn e(path: &str, kind: Kind) -> Entry {
-        Entry { path: p(path), kind, meta: Meta { mode: 0o644, ..Meta::default() } }
+        Entry {
+            path: p(path),
+            kind,
+            meta: Meta {
+                mode: 0o644,
+                ..Meta::default()
+            },
+        }
     }
     fn file(path: &str, content: &str) -> Entry {
-        e(path, Kind::File { digest: Digest::of(content.as_bytes()), size: content.len() as u64 })
+        e(
+            path,
+            Kind::File {
+                digest: Digest::of(content.as_bytes()),
+                size: content.len() as u64,
+            },
+        )
     }
     fn id(n: u8) -> LayerId {
         LayerId(Digest::of(&[n]))
     }
     fn index(layers: &[Vec<Entry>]) -> Index<Vec<u8>> {
-        let inputs: Vec<_> = layers.iter().enumerate().map(|(i, l)| LayerInput { id: id(i as u8), entries: l }).collect();
+        let inputs: Vec<_> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerInput {
+                id: id(i as u8),
+                entries: l,
+            })
+            .collect();
         Index::open(build(&inputs).unwrap()).unwrap()
     }
     fn resolve(idx: &Index<Vec<u8>>, path: &str) -> Option<Ino> {
-        p(path).components().try_fold(Ino::ROOT, |ino, name| idx.lookup(ino, name))
+        p(path)
+            .components()
+            .try_fold(Ino::ROOT, |ino, name| idx.lookup(ino, name))
     }
     fn names(idx: &Index<Vec<u8>>, path: &str) -> Vec<String> {
         let ino = resolve(idx, path).unwrap();
-        idx.children(ino).unwrap().map(|(n, _)| String::from_utf8_lossy(n).into_owned()).collect()
+        idx.children(ino)
+            .unwrap()
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect()
     }
 
     #[test]
     fn upper_layers_win_and_whiteouts_hide() {
         let idx = index(&[
-            vec![e("a", Kind::Dir), file("a/x", "1"), file("a/y", "2"), e("b", Kind::Dir), file("b/z", "3")],
-            vec![file("a/x", "new"), e("a/y", Kind::Whiteout), e("b", Kind::Whiteout), e("b", Kind::Dir), file("b/w", "4")],
+            vec![
+                e("a", Kind::Dir),
+                file("a/x", "1"),
+                file("a/y", "2"),
+                e("b", Kind::Dir),
+                file("b/z", "3"),
+            ],
+            vec![
+                file("a/x", "new"),
+                e("a/y", Kind::Whiteout),
+                e("b", Kind::Whiteout),
+                e("b", Kind::Dir),
+                file("b/w", "4"),
+            ],
         ]);
         assert_eq!(names(&idx, "a"), ["x"]);
-        assert_eq!(names(&idx, "b"), ["w"], "a whiteout of b hides the lower b, not this layer's b");
+        assert_eq!(
+            names(&idx, "b"),
+            ["w"],
+            "a whiteout of b hides the lower b, not this layer's b"
+        );
         let x = idx.inode(resolve(&idx, "a/x").unwrap()).unwrap();
-        assert_eq!(x.kind, NodeKind::File { digest: Digest::of(b"new"), size: 3 });
+        assert_eq!(
+            x.kind,
+            NodeKind::File {
+                digest: Digest::of(b"new"),
+                size: 3
+            }
+        );
     }
 
     #[test]
     fn opaque_dirs_hide_the_lower_tree() {
         let idx = index(&[
-            vec![e("d", Kind::Dir), file("d/old", "1"), e("d/sub", Kind::Dir), file("d/sub/f", "2")],
+            vec![
+                e("d", Kind::Dir),
+                file("d/old", "1"),
+                e("d/sub", Kind::Dir),
+                file("d/sub/f", "2"),
+            ],
             vec![e("d", Kind::Dir), e("d", Kind::Opaque), file("d/new", "3")],
         ]);
         assert_eq!(names(&idx, "d"), ["new"]);
@@ -203,8 +297,16 @@ mod tests {
 
     #[test]
     fn hardlinks_share_one_inode() {
-        let idx = index(&[vec![file("a", "x"), e("b", Kind::Hardlink { target: p("a") }), file("c", "x")]]);
-        let (a, b, c) = (resolve(&idx, "a").unwrap(), resolve(&idx, "b").unwrap(), resolve(&idx, "c").unwrap());
+        let idx = index(&[vec![
+            file("a", "x"),
+            e("b", Kind::Hardlink { target: p("a") }),
+            file("c", "x"),
+        ]]);
+        let (a, b, c) = (
+            resolve(&idx, "a").unwrap(),
+            resolve(&idx, "b").unwrap(),
+            resolve(&idx, "c").unwrap(),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(idx.inode(a).unwrap().nlink, 2);
@@ -213,7 +315,10 @@ mod tests {
 
     #[test]
     fn replacing_a_dir_with_a_file_drops_its_tree() {
-        let idx = index(&[vec![e("d", Kind::Dir), file("d/f", "1")], vec![file("d", "2")]]);
+        let idx = index(&[
+            vec![e("d", Kind::Dir), file("d/f", "1")],
+            vec![file("d", "2")],
+        ]);
         let d = idx.inode(resolve(&idx, "d").unwrap()).unwrap();
         assert!(matches!(d.kind, NodeKind::File { .. }));
         assert_eq!(idx.len(), 2);
@@ -228,8 +333,23 @@ mod tests {
 
     #[test]
     fn refuses_paths_through_symlinks() {
-        let layers = [vec![e("etc", Kind::Symlink { target: b"/host/etc".to_vec() })], vec![file("etc/passwd", "x")]];
-        let inputs: Vec<_> = layers.iter().enumerate().map(|(i, l)| LayerInput { id: id(i as u8), entries: l }).collect();
+        let layers = [
+            vec![e(
+                "etc",
+                Kind::Symlink {
+                    target: b"/host/etc".to_vec(),
+                },
+            )],
+            vec![file("etc/passwd", "x")],
+        ];
+        let inputs: Vec<_> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerInput {
+                id: id(i as u8),
+                entries: l,
+            })
+            .collect();
         let err = build(&inputs).unwrap_err();
         assert!(matches!(err, IndexError::ThroughSymlink { .. }), "{err}");
         assert!(err.to_string().contains("/etc/passwd"));

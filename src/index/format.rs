@@ -52,7 +52,13 @@ pub(super) struct Encoder<'t> {
 
 impl<'t> Encoder<'t> {
     pub fn encode(tree: &'t Tree) -> Result<Vec<u8>, IndexError> {
-        let mut enc = Encoder { tree, inos: HashMap::new(), order: Vec::new(), nlinks: Vec::new(), blob: Vec::new() };
+        let mut enc = Encoder {
+            tree,
+            inos: HashMap::new(),
+            order: Vec::new(),
+            nlinks: Vec::new(),
+            blob: Vec::new(),
+        };
         enc.number()?;
         enc.write()
     }
@@ -84,7 +90,8 @@ impl<'t> Encoder<'t> {
     }
 
     fn assign(&mut self, id: usize) -> Result<(), IndexError> {
-        let ino = u32::try_from(self.order.len() + 1).map_err(|_| IndexError::TooLarge("more than 2^32 inodes"))?;
+        let ino = u32::try_from(self.order.len() + 1)
+            .map_err(|_| IndexError::TooLarge("more than 2^32 inodes"))?;
         self.inos.insert(id, ino);
         self.order.push(id);
         self.nlinks.push(1);
@@ -111,7 +118,8 @@ impl<'t> Encoder<'t> {
                     for (name, child) in &node.children {
                         let at = self.put_blob(name);
                         dirents.extend_from_slice(&at.to_le_bytes());
-                        let len = u32::try_from(name.len()).map_err(|_| IndexError::TooLarge("name"))?;
+                        let len =
+                            u32::try_from(name.len()).map_err(|_| IndexError::TooLarge("name"))?;
                         dirents.extend_from_slice(&len.to_le_bytes());
                         dirents.extend_from_slice(&self.inos[child].to_le_bytes());
                         dirent_count += 1;
@@ -130,7 +138,10 @@ impl<'t> Encoder<'t> {
                 Kind::BlockDevice { major, minor } => (KIND_BLOCK, 0, 0, 0, *major, *minor),
                 Kind::Fifo => (KIND_FIFO, 0, 0, 0, 0, 0),
                 Kind::Hardlink { .. } | Kind::Whiteout | Kind::Opaque => {
-                    return Err(IndexError::Corrupt(format!("a {} node in the merged tree", node.kind.name())));
+                    return Err(IndexError::Corrupt(format!(
+                        "a {} node in the merged tree",
+                        node.kind.name()
+                    )));
                 }
             };
             let mut xattrs = Vec::new();
@@ -165,7 +176,14 @@ impl<'t> Encoder<'t> {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
-        for v in [count as u64, dirent_count, inodes_at, dirents_at, blob_at, self.blob.len() as u64] {
+        for v in [
+            count as u64,
+            dirent_count,
+            inodes_at,
+            dirents_at,
+            blob_at,
+            self.blob.len() as u64,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&inodes);

@@ -21,14 +21,32 @@ use crate::model::{EntryPath, LayerId};
 /// Why an index could not be built or read.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("layer {layer}: entry {path} resolves through the symlink {via}, outside the layer's tree")]
-    ThroughSymlink { layer: LayerId, path: EntryPath, via: EntryPath },
+    #[error(
+        "layer {layer}: entry {path} resolves through the symlink {via}, outside the layer's tree"
+    )]
+    ThroughSymlink {
+        layer: LayerId,
+        path: EntryPath,
+        via: EntryPath,
+    },
     #[error("layer {layer}: entry {path} has a parent {parent} that is not a directory")]
-    ParentNotDir { layer: LayerId, path: EntryPath, parent: EntryPath },
+    ParentNotDir {
+        layer: LayerId,
+        path: EntryPath,
+        parent: EntryPath,
+    },
     #[error("layer {layer}: hardlink {path} points at {target}, which is not a file of this layer")]
-    BadHardlink { layer: LayerId, path: EntryPath, target: EntryPath },
+    BadHardlink {
+        layer: LayerId,
+        path: EntryPath,
+        target: EntryPath,
+    },
     #[error("layer {layer}: entry {path} replaces the root directory with a {kind}")]
-    RootNotDir { layer: LayerId, path: EntryPath, kind: &'static str },
+    RootNotDir {
+        layer: LayerId,
+        path: EntryPath,
+        kind: &'static str,
+    },
     #[error("index is corrupt: {0}")]
     Corrupt(String),
     #[error("index is too large: {0}")]

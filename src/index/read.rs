@@ -75,9 +75,16 @@ impl<B: AsRef<[u8]>> Index<B> {
         }
         let field = |i: usize| u64_at(b, 16 + 8 * i).ok_or_else(|| corrupt("truncated header"));
         let (inode_count, dirent_count) = (field(0)?, field(1)?);
-        let (inodes_at, dirents_at, blob_at, blob_len) = (field(2)?, field(3)?, field(4)?, field(5)?);
-        let fits = inode_count.checked_mul(INODE_LEN as u64).and_then(|n| n.checked_add(inodes_at)) == Some(dirents_at)
-            && dirent_count.checked_mul(DIRENT_LEN as u64).and_then(|n| n.checked_add(dirents_at)) == Some(blob_at)
+        let (inodes_at, dirents_at, blob_at, blob_len) =
+            (field(2)?, field(3)?, field(4)?, field(5)?);
+        let fits = inode_count
+            .checked_mul(INODE_LEN as u64)
+            .and_then(|n| n.checked_add(inodes_at))
+            == Some(dirents_at)
+            && dirent_count
+                .checked_mul(DIRENT_LEN as u64)
+                .and_then(|n| n.checked_add(dirents_at))
+                == Some(blob_at)
             && blob_at.checked_add(blob_len) == Some(b.len() as u64)
             && inode_count >= 1;
         if !fits {
@@ -94,6 +101,11 @@ impl<B: AsRef<[u8]>> Index<B> {
         })
     }
 
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
+    }
+
     /// The number of inodes.
     pub fn len(&self) -> u64 {
         self.inode_count
@@ -108,7 +120,9 @@ impl<B: AsRef<[u8]>> Index<B> {
         if end > self.blob_len as u64 {
             return None;
         }
-        self.bytes.as_ref().get(self.blob_at + at as usize..self.blob_at + end as usize)
+        self.bytes
+            .as_ref()
+            .get(self.blob_at + at as usize..self.blob_at + end as usize)
     }
 
     fn record(&self, ino: Ino) -> Option<&[u8]> {
@@ -126,8 +140,13 @@ impl<B: AsRef<[u8]>> Index<B> {
         let (major, minor) = (u32_at(r, 20)?, u32_at(r, 24)?);
         let kind = match r[0] {
             KIND_DIR => NodeKind::Dir { children: b },
-            KIND_FILE => NodeKind::File { digest: Digest::from_bytes(r[80..112].try_into().ok()?), size: u64_at(r, 48)? },
-            KIND_SYMLINK => NodeKind::Symlink { target: self.blob(a, u64_at(r, 48)?)? },
+            KIND_FILE => NodeKind::File {
+                digest: Digest::from_bytes(r[80..112].try_into().ok()?),
+                size: u64_at(r, 48)?,
+            },
+            KIND_SYMLINK => NodeKind::Symlink {
+                target: self.blob(a, u64_at(r, 48)?)?,
+            },
             KIND_CHAR => NodeKind::CharDevice { major, minor },
             KIND_BLOCK => NodeKind::BlockDevice { major, minor },
             KIND_FIFO => NodeKind::Fifo,

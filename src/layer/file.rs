@@ -52,7 +52,10 @@ impl LayerFile {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, LayerError> {
         let [entries, _, skeleton] = sections(bytes)?;
-        Ok(LayerFile { entries: get_section(entries)?, skeleton: get_section(skeleton)? })
+        Ok(LayerFile {
+            entries: get_section(entries)?,
+            skeleton: get_section(skeleton)?,
+        })
     }
 }
 
@@ -63,8 +66,10 @@ pub fn decode_digests(bytes: &[u8]) -> Result<Vec<Digest>, LayerError> {
 }
 
 fn put_section<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), LayerError> {
-    let plain = postcard::to_stdvec(value).map_err(|e| LayerError::CorruptFile(format!("encode: {e}")))?;
-    let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL).map_err(|e| LayerError::CorruptFile(format!("compress: {e}")))?;
+    let plain =
+        postcard::to_stdvec(value).map_err(|e| LayerError::CorruptFile(format!("encode: {e}")))?;
+    let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL)
+        .map_err(|e| LayerError::CorruptFile(format!("compress: {e}")))?;
     out.extend_from_slice(&(packed.len() as u64).to_le_bytes());
     out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
     out.extend_from_slice(&packed);
@@ -76,17 +81,25 @@ type Section<'a> = (usize, &'a [u8]);
 
 fn sections(bytes: &[u8]) -> Result<[Section<'_>; 3], LayerError> {
     let corrupt = |what: &str| LayerError::CorruptFile(what.to_string());
-    let mut rest = bytes.strip_prefix(MAGIC).ok_or_else(|| corrupt("bad magic"))?;
+    let mut rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| corrupt("bad magic"))?;
     let take_u64 = |rest: &mut &[u8]| -> Result<u64, LayerError> {
-        let (head, tail) = rest.split_at_checked(8).ok_or_else(|| corrupt("truncated section header"))?;
+        let (head, tail) = rest
+            .split_at_checked(8)
+            .ok_or_else(|| corrupt("truncated section header"))?;
         *rest = tail;
-        Ok(u64::from_le_bytes(head.try_into().map_err(|_| corrupt("section header"))?))
+        Ok(u64::from_le_bytes(
+            head.try_into().map_err(|_| corrupt("section header"))?,
+        ))
     };
     let mut out = [(0usize, &[][..]); 3];
     for slot in &mut out {
         let packed_len = take_u64(&mut rest)? as usize;
         let plain_len = take_u64(&mut rest)? as usize;
-        let (packed, tail) = rest.split_at_checked(packed_len).ok_or_else(|| corrupt("truncated section"))?;
+        let (packed, tail) = rest
+            .split_at_checked(packed_len)
+            .ok_or_else(|| corrupt("truncated section"))?;
         *slot = (plain_len, packed);
         rest = tail;
     }
@@ -97,7 +110,8 @@ fn sections(bytes: &[u8]) -> Result<[Section<'_>; 3], LayerError> {
 }
 
 fn get_section<T: DeserializeOwned>((plain_len, packed): Section<'_>) -> Result<T, LayerError> {
-    let plain = zstd::bulk::decompress(packed, plain_len).map_err(|e| LayerError::CorruptFile(format!("decompress: {e}")))?;
+    let plain = zstd::bulk::decompress(packed, plain_len)
+        .map_err(|e| LayerError::CorruptFile(format!("decompress: {e}")))?;
     postcard::from_bytes(&plain).map_err(|e| LayerError::CorruptFile(format!("decode: {e}")))
 }
 
@@ -110,7 +124,10 @@ mod tests {
     #[test]
     fn round_trips() {
         let layer = parse_layer(&sample_tar()[..], &MemorySink::default()).unwrap();
-        let file = LayerFile { entries: layer.entries, skeleton: layer.skeleton };
+        let file = LayerFile {
+            entries: layer.entries,
+            skeleton: layer.skeleton,
+        };
         let bytes = file.encode().unwrap();
         assert_eq!(LayerFile::decode(&bytes).unwrap(), file);
         assert_eq!(decode_digests(&bytes).unwrap(), file.digests());

@@ -43,14 +43,24 @@ pub enum LayerError {
         #[source]
         source: PathError,
     },
-    #[error("entry {path}: hardlink target {target:?} is not an earlier regular file of this layer")]
+    #[error(
+        "entry {path}: hardlink target {target:?} is not an earlier regular file of this layer"
+    )]
     BadHardlink { path: EntryPath, target: String },
     #[error("entry {path}: unsupported tar entry type {kind:?}")]
     UnsupportedType { path: String, kind: char },
     #[error("entry {path}: body is truncated: expected {expected} bytes, got {got}")]
-    TruncatedBody { path: EntryPath, expected: u64, got: u64 },
+    TruncatedBody {
+        path: EntryPath,
+        expected: u64,
+        got: u64,
+    },
     #[error("entry {path}: invalid {field} in the tar header: {detail}")]
-    BadHeader { path: String, field: &'static str, detail: String },
+    BadHeader {
+        path: String,
+        field: &'static str,
+        detail: String,
+    },
     #[error("entry {path}: storing the body failed: {source}")]
     Sink {
         path: EntryPath,

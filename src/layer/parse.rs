@@ -25,11 +25,17 @@ pub struct ParsedLayer {
 /// Parses an uncompressed layer tar, sending each regular file's body to `sink`.
 pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer, LayerError> {
     let recorder = Rc::new(RefCell::new(Recording::default()));
-    let mut archive = tar::Archive::new(RecordingReader { inner: tar, rec: recorder.clone() });
+    let mut archive = tar::Archive::new(RecordingReader {
+        inner: tar,
+        rec: recorder.clone(),
+    });
     let mut entries = Vec::new();
     let mut files: HashMap<EntryPath, usize> = HashMap::new();
     let mut last: Option<String> = None;
-    let tar_error = |after: &Option<String>, source| LayerError::Tar { after: after.clone(), source };
+    let tar_error = |after: &Option<String>, source| LayerError::Tar {
+        after: after.clone(),
+        source,
+    };
 
     let iter = archive.entries().map_err(|e| tar_error(&last, e))?;
     for item in iter {
@@ -42,7 +48,10 @@ pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer
             continue;
         }
         let meta = read_meta(&mut tar_entry, &shown)?;
-        let path = EntryPath::parse(&raw_path).map_err(|source| LayerError::BadPath { path: shown.clone(), source })?;
+        let path = EntryPath::parse(&raw_path).map_err(|source| LayerError::BadPath {
+            path: shown.clone(),
+            source,
+        })?;
 
         let (path, kind) = match whiteout_of(&path) {
             Some(marker) => marker,
@@ -51,22 +60,36 @@ pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer
                     tar::EntryType::Regular | tar::EntryType::Continuous => {
                         let size = tar_entry.size();
                         recorder.borrow_mut().start_body();
-                        let mut counted = CountingReader { inner: &mut tar_entry, count: 0 };
+                        let mut counted = CountingReader {
+                            inner: &mut tar_entry,
+                            count: 0,
+                        };
                         let stored = sink.put(&mut counted, size);
                         let got = counted.count;
-                        let digest = stored.map_err(|source| LayerError::Sink { path: path.clone(), source })?;
+                        let digest = stored.map_err(|source| LayerError::Sink {
+                            path: path.clone(),
+                            source,
+                        })?;
                         if got != size {
-                            return Err(LayerError::TruncatedBody { path, expected: size, got });
+                            return Err(LayerError::TruncatedBody {
+                                path,
+                                expected: size,
+                                got,
+                            });
                         }
                         recorder.borrow_mut().end_body(digest, size);
                         files.insert(path.clone(), entries.len());
                         Kind::File { digest, size }
                     }
                     tar::EntryType::Directory => Kind::Dir,
-                    tar::EntryType::Symlink => Kind::Symlink { target: link_name(&tar_entry, &shown)? },
+                    tar::EntryType::Symlink => Kind::Symlink {
+                        target: link_name(&tar_entry, &shown)?,
+                    },
                     tar::EntryType::Link => {
                         let raw_target = link_name(&tar_entry, &shown)?;
-                        let target = EntryPath::parse(&raw_target).ok().filter(|t| files.contains_key(t));
+                        let target = EntryPath::parse(&raw_target)
+                            .ok()
+                            .filter(|t| files.contains_key(t));
                         match target {
                             Some(target) => {
                                 files.insert(path.clone(), entries.len());
@@ -80,10 +103,19 @@ pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer
                             }
                         }
                     }
-                    tar::EntryType::Char => device(&tar_entry, &shown, |major, minor| Kind::CharDevice { major, minor })?,
-                    tar::EntryType::Block => device(&tar_entry, &shown, |major, minor| Kind::BlockDevice { major, minor })?,
+                    tar::EntryType::Char => device(&tar_entry, &shown, |major, minor| {
+                        Kind::CharDevice { major, minor }
+                    })?,
+                    tar::EntryType::Block => device(&tar_entry, &shown, |major, minor| {
+                        Kind::BlockDevice { major, minor }
+                    })?,
                     tar::EntryType::Fifo => Kind::Fifo,
-                    other => return Err(LayerError::UnsupportedType { path: shown, kind: other.as_byte() as char }),
+                    other => {
+                        return Err(LayerError::UnsupportedType {
+                            path: shown,
+                            kind: other.as_byte() as char,
+                        });
+                    }
                 };
                 (path, kind)
             }
@@ -94,10 +126,18 @@ pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer
         entries.push(Entry { path, kind, meta });
         last = Some(shown);
     }
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(|e| tar_error(&last, e))?;
-    let recording = Rc::try_unwrap(recorder).map(RefCell::into_inner).unwrap_or_default();
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .map_err(|e| tar_error(&last, e))?;
+    let recording = Rc::try_unwrap(recorder)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
     let (diff_id, tar_size, skeleton) = recording.finish();
-    Ok(ParsedLayer { diff_id: LayerId(diff_id), entries, skeleton, tar_size })
+    Ok(ParsedLayer {
+        diff_id: LayerId(diff_id),
+        entries,
+        skeleton,
+        tar_size,
+    })
 }
 
 /// `.wh.NAME` and `.wh..wh..opq` become whiteout and opaque entries for the path they hide.
@@ -113,21 +153,43 @@ fn whiteout_of(path: &EntryPath) -> Option<(EntryPath, Kind)> {
 fn link_name<R: Read>(entry: &tar::Entry<R>, shown: &str) -> Result<Vec<u8>, LayerError> {
     match entry.link_name_bytes() {
         Some(target) if !target.is_empty() => Ok(target.into_owned()),
-        _ => Err(LayerError::BadHeader { path: shown.to_string(), field: "link name", detail: "empty".into() }),
+        _ => Err(LayerError::BadHeader {
+            path: shown.to_string(),
+            field: "link name",
+            detail: "empty".into(),
+        }),
     }
 }
 
-fn device<R: Read>(entry: &tar::Entry<R>, shown: &str, make: impl Fn(u32, u32) -> Kind) -> Result<Kind, LayerError> {
+fn device<R: Read>(
+    entry: &tar::Entry<R>,
+    shown: &str,
+    make: impl Fn(u32, u32) -> Kind,
+) -> Result<Kind, LayerError> {
     let header = entry.header();
-    let bad = |field, e: std::io::Error| LayerError::BadHeader { path: shown.to_string(), field, detail: e.to_string() };
-    let major = header.device_major().map_err(|e| bad("device major", e))?.unwrap_or(0);
-    let minor = header.device_minor().map_err(|e| bad("device minor", e))?.unwrap_or(0);
+    let bad = |field, e: std::io::Error| LayerError::BadHeader {
+        path: shown.to_string(),
+        field,
+        detail: e.to_string(),
+    };
+    let major = header
+        .device_major()
+        .map_err(|e| bad("device major", e))?
+        .unwrap_or(0);
+    let minor = header
+        .device_minor()
+        .map_err(|e| bad("device minor", e))?
+        .unwrap_or(0);
     Ok(make(major, minor))
 }
 
 /// Mode, owner, mtime (PAX `mtime` gives nanoseconds) and `SCHILY.xattr.*` records.
 fn read_meta<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta, LayerError> {
-    let bad = |field, detail: String| LayerError::BadHeader { path: shown.to_string(), field, detail };
+    let bad = |field, detail: String| LayerError::BadHeader {
+        path: shown.to_string(),
+        field,
+        detail,
+    };
     let header = entry.header();
     let mut meta = Meta {
         mode: header.mode().map_err(|e| bad("mode", e.to_string()))? & 0o7777,
@@ -137,7 +199,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta, La
         mtime_nsec: 0,
         xattrs: Vec::new(),
     };
-    if let Some(extensions) = entry.pax_extensions().map_err(|e| bad("pax", e.to_string()))? {
+    if let Some(extensions) = entry
+        .pax_extensions()
+        .map_err(|e| bad("pax", e.to_string()))?
+    {
         for extension in extensions {
             let extension = extension.map_err(|e| bad("pax", e.to_string()))?;
             let key = extension.key_bytes();
@@ -145,15 +210,27 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta, La
             let text = || std::str::from_utf8(value).unwrap_or("");
             match key {
                 b"mtime" => {
-                    let (sec, nsec) = parse_pax_time(text()).ok_or_else(|| bad("pax mtime", text().to_string()))?;
+                    let (sec, nsec) = parse_pax_time(text())
+                        .ok_or_else(|| bad("pax mtime", text().to_string()))?;
                     meta.mtime_sec = sec;
                     meta.mtime_nsec = nsec;
                 }
-                b"uid" => meta.uid = text().parse().map_err(|_| bad("pax uid", text().to_string()))?,
-                b"gid" => meta.gid = text().parse().map_err(|_| bad("pax gid", text().to_string()))?,
+                b"uid" => {
+                    meta.uid = text()
+                        .parse()
+                        .map_err(|_| bad("pax uid", text().to_string()))?
+                }
+                b"gid" => {
+                    meta.gid = text()
+                        .parse()
+                        .map_err(|_| bad("pax gid", text().to_string()))?
+                }
                 _ => {
                     if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        meta.xattrs.push(Xattr { name: name.to_vec(), value: value.to_vec() });
+                        meta.xattrs.push(Xattr {
+                            name: name.to_vec(),
+                            value: value.to_vec(),
+                        });
                     }
                 }
             }
@@ -173,7 +250,11 @@ fn parse_pax_time(text: &str) -> Option<(i64, u32)> {
     }
     let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
     let nsec: u32 = digits.parse().ok()?;
-    if negative && nsec > 0 { Some((sec - 1, 1_000_000_000 - nsec)) } else { Some((sec, nsec)) }
+    if negative && nsec > 0 {
+        Some((sec - 1, 1_000_000_000 - nsec))
+    } else {
+        Some((sec, nsec))
+    }
 }
 
 /// What the recording reader has seen so far.
@@ -190,7 +271,8 @@ impl Recording {
     fn start_body(&mut self) {
         self.in_body = true;
         if !self.raw.is_empty() {
-            self.segments.push(Segment::Raw(std::mem::take(&mut self.raw)));
+            self.segments
+                .push(Segment::Raw(std::mem::take(&mut self.raw)));
         }
     }
 
@@ -201,9 +283,16 @@ impl Recording {
 
     fn finish(mut self) -> (Digest, u64, Skeleton) {
         if !self.raw.is_empty() {
-            self.segments.push(Segment::Raw(std::mem::take(&mut self.raw)));
+            self.segments
+                .push(Segment::Raw(std::mem::take(&mut self.raw)));
         }
-        (self.hasher.finish(), self.total, Skeleton { segments: self.segments })
+        (
+            self.hasher.finish(),
+            self.total,
+            Skeleton {
+                segments: self.segments,
+            },
+        )
     }
 }
 
@@ -272,22 +361,56 @@ pub(crate) mod tests {
 
     pub fn sample_tar() -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
-        b.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), "etc/", &[][..]).unwrap();
-        b.append_pax_extensions([("SCHILY.xattr.user.k", &b"v"[..]), ("mtime", &b"1700000001.25"[..])]).unwrap();
-        b.append_data(&mut header(tar::EntryType::Regular, 0o4755, 5), "etc/a", &b"hello"[..]).unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0o755, 0),
+            "etc/",
+            &[][..],
+        )
+        .unwrap();
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.k", &b"v"[..]),
+            ("mtime", &b"1700000001.25"[..]),
+        ])
+        .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o4755, 5),
+            "etc/a",
+            &b"hello"[..],
+        )
+        .unwrap();
         let mut link = header(tar::EntryType::Link, 0o644, 0);
         b.append_link(&mut link, "etc/b", "etc/a").unwrap();
         let mut sym = header(tar::EntryType::Symlink, 0o777, 0);
         b.append_link(&mut sym, "etc/s", "/etc/a").unwrap();
-        b.append_data(&mut header(tar::EntryType::Regular, 0o600, 0), "etc/.wh.gone", &[][..]).unwrap();
-        b.append_data(&mut header(tar::EntryType::Regular, 0o600, 0), "opq/.wh..wh..opq", &[][..]).unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o600, 0),
+            "etc/.wh.gone",
+            &[][..],
+        )
+        .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o600, 0),
+            "opq/.wh..wh..opq",
+            &[][..],
+        )
+        .unwrap();
         let mut dev = header(tar::EntryType::Char, 0o600, 0);
         dev.set_device_major(1).unwrap();
         dev.set_device_minor(3).unwrap();
         b.append_data(&mut dev, "dev/null", &[][..]).unwrap();
-        b.append_data(&mut header(tar::EntryType::Fifo, 0o600, 0), "run/fifo", &[][..]).unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Fifo, 0o600, 0),
+            "run/fifo",
+            &[][..],
+        )
+        .unwrap();
         let long = format!("deep/{}/file", "x".repeat(200));
-        b.append_data(&mut header(tar::EntryType::Regular, 0o644, 5), long, &b"hello"[..]).unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o644, 5),
+            long,
+            &b"hello"[..],
+        )
+        .unwrap();
         b.into_inner().unwrap()
     }
 
@@ -298,7 +421,11 @@ pub(crate) mod tests {
         let layer = parse_layer(&tar[..], &sink).unwrap();
         assert_eq!(layer.diff_id.0, Digest::of(&tar));
         assert_eq!(layer.tar_size, tar.len() as u64);
-        let kinds: Vec<_> = layer.entries.iter().map(|e| (e.path.to_string(), e.kind.name())).collect();
+        let kinds: Vec<_> = layer
+            .entries
+            .iter()
+            .map(|e| (e.path.to_string(), e.kind.name()))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -315,11 +442,27 @@ pub(crate) mod tests {
         );
         let a = &layer.entries[1];
         assert_eq!(a.meta.mode, 0o4755);
-        assert_eq!((a.meta.mtime_sec, a.meta.mtime_nsec), (1_700_000_001, 250_000_000));
-        assert_eq!(a.meta.xattrs, vec![Xattr { name: b"user.k".to_vec(), value: b"v".to_vec() }]);
-        assert_eq!(layer.entries[6].kind, Kind::CharDevice { major: 1, minor: 3 });
+        assert_eq!(
+            (a.meta.mtime_sec, a.meta.mtime_nsec),
+            (1_700_000_001, 250_000_000)
+        );
+        assert_eq!(
+            a.meta.xattrs,
+            vec![Xattr {
+                name: b"user.k".to_vec(),
+                value: b"v".to_vec()
+            }]
+        );
+        assert_eq!(
+            layer.entries[6].kind,
+            Kind::CharDevice { major: 1, minor: 3 }
+        );
         // one object for two files with the same content
-        assert_eq!(sink.0.lock().unwrap().len(), 1, "two files with one content make one object");
+        assert_eq!(
+            sink.0.lock().unwrap().len(),
+            1,
+            "two files with one content make one object"
+        );
     }
 
     #[test]
@@ -329,7 +472,10 @@ pub(crate) mod tests {
         let layer = parse_layer(&tar[..], &sink).unwrap();
         let objects = sink.0.lock().unwrap();
         let mut out = Vec::new();
-        layer.skeleton.write_tar(&mut out, |d| Ok(&objects[d][..])).unwrap();
+        layer
+            .skeleton
+            .write_tar(&mut out, |d| Ok(&objects[d][..]))
+            .unwrap();
         assert_eq!(out, tar);
         assert_eq!(layer.skeleton.tar_size(), tar.len() as u64);
     }
@@ -352,18 +498,34 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_dotdot_and_absolute_paths() {
-        let e = refused(&tar_with_raw_name(b"../evil", tar::EntryType::Regular, None));
+        let e = refused(&tar_with_raw_name(
+            b"../evil",
+            tar::EntryType::Regular,
+            None,
+        ));
         assert!(matches!(e, LayerError::BadPath { .. }), "{e}");
         assert!(e.to_string().contains("../evil"));
-        let e = refused(&tar_with_raw_name(b"/etc/passwd", tar::EntryType::Regular, None));
+        let e = refused(&tar_with_raw_name(
+            b"/etc/passwd",
+            tar::EntryType::Regular,
+            None,
+        ));
         assert!(e.to_string().contains("absolute"), "{e}");
     }
 
     #[test]
     fn refuses_hardlinks_outside_the_layer() {
-        let e = refused(&tar_with_raw_name(b"x", tar::EntryType::Link, Some(b"../../etc/shadow")));
+        let e = refused(&tar_with_raw_name(
+            b"x",
+            tar::EntryType::Link,
+            Some(b"../../etc/shadow"),
+        ));
         assert!(matches!(e, LayerError::BadHardlink { .. }), "{e}");
-        let e = refused(&tar_with_raw_name(b"x", tar::EntryType::Link, Some(b"later")));
+        let e = refused(&tar_with_raw_name(
+            b"x",
+            tar::EntryType::Link,
+            Some(b"later"),
+        ));
         assert!(matches!(e, LayerError::BadHardlink { .. }), "{e}");
     }
 
@@ -372,7 +534,10 @@ pub(crate) mod tests {
         let tar = sample_tar();
         for cut in [100, 600, 1200, 1600] {
             let e = refused(&tar[..cut]);
-            assert!(matches!(e, LayerError::Tar { .. } | LayerError::TruncatedBody { .. }), "cut {cut}: {e}");
+            assert!(
+                matches!(e, LayerError::Tar { .. } | LayerError::TruncatedBody { .. }),
+                "cut {cut}: {e}"
+            );
         }
     }
 

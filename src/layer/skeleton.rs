@@ -46,7 +46,10 @@ impl Skeleton {
             match segment {
                 Segment::Raw(bytes) => out.write_all(bytes).map_err(LayerError::Write)?,
                 Segment::Object { digest, size } => {
-                    let fail = |source| LayerError::Reassemble { digest: *digest, source };
+                    let fail = |source| LayerError::Reassemble {
+                        digest: *digest,
+                        source,
+                    };
                     let reader = open_object(digest).map_err(fail)?;
                     let copied = std::io::copy(&mut reader.take(*size), out).map_err(fail)?;
                     if copied != *size {

@@ -43,7 +43,10 @@ impl Digest {
 
     /// Parses 64 hex digits without prefix.
     pub fn from_hex(text: &str) -> Result<Self, DigestError> {
-        let err = |reason| DigestError { text: text.to_string(), reason };
+        let err = |reason| DigestError {
+            text: text.to_string(),
+            reason,
+        };
         if text.len() != 64 {
             return Err(err("expected 64 hex digits"));
         }
@@ -60,9 +63,18 @@ impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(text: &str) -> Result<Self, DigestError> {
         match text.split_once(':') {
-            Some(("sha256", hex)) => Digest::from_hex(hex).map_err(|e| DigestError { text: text.to_string(), ..e }),
-            Some(_) => Err(DigestError { text: text.to_string(), reason: "only sha256 is supported" }),
-            None => Err(DigestError { text: text.to_string(), reason: "missing algorithm prefix" }),
+            Some(("sha256", hex)) => Digest::from_hex(hex).map_err(|e| DigestError {
+                text: text.to_string(),
+                ..e
+            }),
+            Some(_) => Err(DigestError {
+                text: text.to_string(),
+                reason: "only sha256 is supported",
+            }),
+            None => Err(DigestError {
+                text: text.to_string(),
+                reason: "missing algorithm prefix",
+            }),
         }
     }
 }
@@ -140,7 +152,6 @@ digest_id!(
     LayerId
 );
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +168,11 @@ mod tests {
     fn refuses_bad_digests() {
         assert!("sha512:00".parse::<Digest>().is_err());
         assert!("abc".parse::<Digest>().is_err());
-        assert!(format!("sha256:{}", "G".repeat(64)).parse::<Digest>().is_err());
+        assert!(
+            format!("sha256:{}", "G".repeat(64))
+                .parse::<Digest>()
+                .is_err()
+        );
     }
 
     #[test]

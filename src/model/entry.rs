@@ -148,13 +148,26 @@ pub struct Meta {
 pub enum Kind {
     Dir,
     /// A regular file whose content is the store object `digest`.
-    File { digest: Digest, size: u64 },
-    Symlink { target: Vec<u8> },
+    File {
+        digest: Digest,
+        size: u64,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// Another name for an earlier regular file of the same layer (layer entries only; the
     /// flattened index turns hardlinks into shared inodes).
-    Hardlink { target: EntryPath },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    Hardlink {
+        target: EntryPath,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     /// Hides `path` and everything below it in the layers underneath (`.wh.NAME`).
     Whiteout,
@@ -205,15 +218,27 @@ mod tests {
 
     #[test]
     fn refuses_escaping_paths() {
-        assert!(matches!(EntryPath::parse(b"../x"), Err(PathError::DotDot(_))));
-        assert!(matches!(EntryPath::parse(b"a/../../x"), Err(PathError::DotDot(_))));
-        assert!(matches!(EntryPath::parse(b"/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(
+            EntryPath::parse(b"../x"),
+            Err(PathError::DotDot(_))
+        ));
+        assert!(matches!(
+            EntryPath::parse(b"a/../../x"),
+            Err(PathError::DotDot(_))
+        ));
+        assert!(matches!(
+            EntryPath::parse(b"/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
         assert!(matches!(EntryPath::parse(b"a\0b"), Err(PathError::Nul(_))));
     }
 
     #[test]
     fn splits_and_joins() {
-        let (parent, name) = p("a/b/c").split_last().map(|(p, n)| (p, n.to_vec())).unwrap();
+        let (parent, name) = p("a/b/c")
+            .split_last()
+            .map(|(p, n)| (p, n.to_vec()))
+            .unwrap();
         assert_eq!(parent, p("a/b"));
         assert_eq!(name, b"c");
         assert_eq!(p("a").split_last().unwrap().0, EntryPath::root());

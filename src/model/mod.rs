@@ -13,7 +13,9 @@ pub use entry::{Entry, EntryPath, Kind, Meta, PathError, Xattr};
 ///
 /// The index assigns these once, at build time, in a deterministic walk of the merged tree,
 /// so the same image always gets the same numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Ino(pub u64);
 
 impl Ino {

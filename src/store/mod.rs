@@ -58,7 +58,10 @@ pub enum StoreError {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The files under one root.
@@ -74,6 +77,11 @@ pub struct WriteGuard {
     _lock: FileLock,
 }
 
+/// Held by `snap gc` while it marks and sweeps: no [`WriteGuard`] exists meanwhile.
+pub struct GcGuard {
+    _lock: FileLock,
+}
+
 impl Store {
     /// Opens the store under `root`, creating its directories if needed.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
@@ -81,7 +89,11 @@ impl Store {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_err(&path))?;
         }
-        Ok(Store { root: root.to_path_buf(), stats: PutStats::default(), tmp_counter: AtomicU64::new(0) })
+        Ok(Store {
+            root: root.to_path_buf(),
+            stats: PutStats::default(),
+            tmp_counter: AtomicU64::new(0),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -95,18 +107,35 @@ impl Store {
 
     /// Blocks `snap gc` while the guard lives; waits (up to `timeout`) for a running gc.
     pub fn write_guard(&self, timeout: Duration) -> Result<WriteGuard, StoreError> {
-        self.gc_lock(false, timeout).map(|lock| WriteGuard { _lock: lock })
+        self.gc_lock(false, timeout)
+            .map(|lock| WriteGuard { _lock: lock })
+    }
+
+    /// Waits (up to `timeout`) until no process writes objects, and keeps it so: for `snap gc`.
+    pub fn gc_guard(&self, timeout: Duration) -> Result<GcGuard, StoreError> {
+        self.gc_lock(true, timeout)
+            .map(|lock| GcGuard { _lock: lock })
     }
 
     fn gc_lock(&self, exclusive: bool, timeout: Duration) -> Result<FileLock, StoreError> {
         let path = self.root.join("gc.lock");
         let on_wait = |pid: Option<u32>| {
-            tracing::warn!("waiting for the gc lock held by pid {}", pid.map_or("?".into(), |p| p.to_string()));
+            tracing::warn!(
+                "waiting for the gc lock held by pid {}",
+                pid.map_or("?".into(), |p| p.to_string())
+            );
         };
-        let wait = LockWait { exclusive, timeout, on_wait: &on_wait };
+        let wait = LockWait {
+            exclusive,
+            timeout,
+            on_wait: &on_wait,
+        };
         FileLock::acquire(&path, &wait)
             .map_err(io_err(&path))?
-            .ok_or(StoreError::GcBusy { seconds: timeout.as_secs(), holder: FileLock::holder(&path) })
+            .ok_or(StoreError::GcBusy {
+                seconds: timeout.as_secs(),
+                holder: FileLock::holder(&path),
+            })
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -116,7 +145,8 @@ impl Store {
     /// A fresh path under `tmp/`.
     pub fn tmp_path(&self, what: &str) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        self.tmp_dir().join(format!("{what}-{}-{n}", std::process::id()))
+        self.tmp_dir()
+            .join(format!("{what}-{}-{n}", std::process::id()))
     }
 
     pub fn object_path(&self, digest: &Digest) -> PathBuf {
@@ -139,7 +169,10 @@ impl Store {
     pub fn open_object(&self, digest: &Digest) -> Result<File, StoreError> {
         File::open(self.object_path(digest)).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => StoreError::MissingObject { digest: *digest },
-            _ => StoreError::Io { path: self.object_path(digest), source },
+            _ => StoreError::Io {
+                path: self.object_path(digest),
+                source,
+            },
         })
     }
 
@@ -166,7 +199,10 @@ impl Store {
     }
 
     pub fn write_layer(&self, layer: &LayerId, file: &LayerFile) -> Result<(), StoreError> {
-        let bytes = file.encode().map_err(|source| StoreError::CorruptLayer { layer: *layer, source })?;
+        let bytes = file.encode().map_err(|source| StoreError::CorruptLayer {
+            layer: *layer,
+            source,
+        })?;
         self.write_once(&self.layer_path(layer), &bytes)
     }
 
@@ -177,14 +213,20 @@ impl Store {
     pub fn read_layer(&self, layer: &LayerId) -> Result<LayerFile, StoreError> {
         let path = self.layer_path(layer);
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        LayerFile::decode(&bytes).map_err(|source| StoreError::CorruptLayer { layer: *layer, source })
+        LayerFile::decode(&bytes).map_err(|source| StoreError::CorruptLayer {
+            layer: *layer,
+            source,
+        })
     }
 
     /// The object digests a layer references, without decoding its entries.
     pub fn layer_digests(&self, layer: &LayerId) -> Result<Vec<Digest>, StoreError> {
         let path = self.layer_path(layer);
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        crate::layer::decode_digests(&bytes).map_err(|source| StoreError::CorruptLayer { layer: *layer, source })
+        crate::layer::decode_digests(&bytes).map_err(|source| StoreError::CorruptLayer {
+            layer: *layer,
+            source,
+        })
     }
 
     pub fn write_index(&self, image: &ImageId, bytes: &[u8]) -> Result<(), StoreError> {
@@ -196,7 +238,10 @@ impl Store {
         let path = self.index_path(image);
         let file = File::open(&path).map_err(io_err(&path))?;
         let map = Mapped::map(&file).map_err(io_err(&path))?;
-        Index::open(map).map_err(|source| StoreError::CorruptIndex { image: *image, source })
+        Index::open(map).map_err(|source| StoreError::CorruptIndex {
+            image: *image,
+            source,
+        })
     }
 
     /// Makes everything written so far durable: one `syncfs` of the store's filesystem.

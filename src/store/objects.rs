@@ -53,7 +53,9 @@ impl Store {
     pub fn put_stream(&self, body: &mut dyn Read, size: u64) -> Result<Digest, StoreError> {
         if size <= IN_MEMORY_LIMIT {
             let mut bytes = Vec::with_capacity(size as usize);
-            body.take(size).read_to_end(&mut bytes).map_err(io_err(Path::new("<layer entry body>")))?;
+            body.take(size)
+                .read_to_end(&mut bytes)
+                .map_err(io_err(Path::new("<layer entry body>")))?;
             return self.put_bytes(&bytes);
         }
         let tmp = self.tmp_path("object");
@@ -87,8 +89,15 @@ impl Store {
     }
 
     /// Makes a finished tmp file read-only and renames it to its object path.
-    fn install(&self, file: File, tmp: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
-        file.set_permissions(fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
+    fn install(
+        &self,
+        file: File,
+        tmp: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        file.set_permissions(fs::Permissions::from_mode(0o444))
+            .map_err(io_err(tmp))?;
         drop(file);
         let path = self.object_path(digest);
         if let Some(dir) = path.parent() {
@@ -101,7 +110,9 @@ impl Store {
 
     /// Every object file in the store: (digest, size). Files whose names are not digests are
     /// reported as `Err(path)`.
-    pub fn list_objects(&self) -> Result<Vec<Result<(Digest, u64), std::path::PathBuf>>, StoreError> {
+    pub fn list_objects(
+        &self,
+    ) -> Result<Vec<Result<(Digest, u64), std::path::PathBuf>>, StoreError> {
         let base = self.root.join("objects/sha256");
         let mut out = Vec::new();
         for shard in fs::read_dir(&base).map_err(io_err(&base))? {
@@ -112,7 +123,11 @@ impl Store {
                 let size = object.metadata().map_err(io_err(&path))?.len();
                 let name = object.file_name();
                 match name.to_str().map(Digest::from_hex) {
-                    Some(Ok(d)) if shard.file_name() == Some(std::ffi::OsStr::new(&d.hex()[..2])) => out.push(Ok((d, size))),
+                    Some(Ok(d))
+                        if shard.file_name() == Some(std::ffi::OsStr::new(&d.hex()[..2])) =>
+                    {
+                        out.push(Ok((d, size)))
+                    }
                     _ => out.push(Err(path)),
                 }
             }

@@ -1,10 +1,9 @@
 //! Garbage collection's sweep: removing objects and files that nothing references.
 
-use super::{Store, StoreError, io_err};
+use super::{GcGuard, Store, StoreError, io_err};
 use crate::model::{Digest, ImageId, LayerId};
 use std::collections::HashSet;
 use std::fs;
-use std::time::Duration;
 
 /// What a sweep removed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -19,16 +18,15 @@ pub struct SweepReport {
 impl Store {
     /// Removes every object, layer file, index file and tmp file not in the given live sets.
     ///
-    /// `live` is computed by the caller (from the database and the layer files) while it
-    /// holds the exclusive gc lock, which this takes first: no import can be between writing
-    /// objects and naming them in the database while the sweep runs.
+    /// The caller computes the live sets (from the database and the layer files) after taking
+    /// the [`GcGuard`]: no import can then be between writing objects and naming them.
     pub fn sweep(
         &self,
-        lock_timeout: Duration,
-        live: impl FnOnce() -> Result<(HashSet<Digest>, HashSet<LayerId>, HashSet<ImageId>), StoreError>,
+        _guard: &GcGuard,
+        objects: &HashSet<Digest>,
+        layers: &HashSet<LayerId>,
+        images: &HashSet<ImageId>,
     ) -> Result<SweepReport, StoreError> {
-        let _gc = self.gc_lock(true, lock_timeout)?;
-        let (objects, layers, images) = live()?;
         let mut report = SweepReport::default();
         for object in self.list_objects()? {
             let (path, size) = match object {
@@ -43,14 +41,27 @@ impl Store {
             report.objects += 1;
             report.bytes += size;
         }
-        report.layer_files += self.sweep_dir("layers", |hex| Digest::from_hex(hex).is_ok_and(|d| layers.contains(&LayerId(d))), &mut report.bytes)?;
-        report.index_files += self.sweep_dir("index", |hex| Digest::from_hex(hex).is_ok_and(|d| images.contains(&ImageId(d))), &mut report.bytes)?;
+        report.layer_files += self.sweep_dir(
+            "layers",
+            |hex| Digest::from_hex(hex).is_ok_and(|d| layers.contains(&LayerId(d))),
+            &mut report.bytes,
+        )?;
+        report.index_files += self.sweep_dir(
+            "index",
+            |hex| Digest::from_hex(hex).is_ok_and(|d| images.contains(&ImageId(d))),
+            &mut report.bytes,
+        )?;
         // Only gc-lock holders write under tmp/, and we hold it exclusively.
         report.tmp_files += self.sweep_dir("tmp", |_| false, &mut report.bytes)?;
         Ok(report)
     }
 
-    fn sweep_dir(&self, dir: &str, keep: impl Fn(&str) -> bool, bytes: &mut u64) -> Result<u64, StoreError> {
+    fn sweep_dir(
+        &self,
+        dir: &str,
+        keep: impl Fn(&str) -> bool,
+        bytes: &mut u64,
+    ) -> Result<u64, StoreError> {
         let base = self.root.join(dir);
         let mut removed = 0;
         for item in fs::read_dir(&base).map_err(io_err(&base))? {

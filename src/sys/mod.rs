@@ -70,11 +70,20 @@ impl FileLock {
     /// Returns `Ok(None)` on timeout.
     pub fn acquire(path: &std::path::Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
         use std::io::{Read, Seek, Write};
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let start = std::time::Instant::now();
         let mut told = false;
         loop {
-            let got = if wait.exclusive { try_lock_exclusive(&file)? } else { try_lock_shared(&file)? };
+            let got = if wait.exclusive {
+                try_lock_exclusive(&file)?
+            } else {
+                try_lock_shared(&file)?
+            };
             if got {
                 if wait.exclusive {
                     file.set_len(0)?;
@@ -101,4 +110,39 @@ impl FileLock {
     pub fn holder(path: &std::path::Path) -> Option<u32> {
         std::fs::read_to_string(path).ok()?.trim().parse().ok()
     }
+}
+
+/// The extended attributes of `path` (not following a final symlink), sorted by name.
+pub fn xattrs(path: &std::path::Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    let len = loop {
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(len) => break len,
+            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+        let mut value = vec![0u8; 256];
+        loop {
+            match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value[..]) {
+                Ok(n) => {
+                    value.truncate(n);
+                    break;
+                }
+                Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 16, 0),
+                Err(rustix::io::Errno::NODATA) => {
+                    value.clear();
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
 }

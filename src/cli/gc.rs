@@ -1,0 +1,30 @@
+//! `snap gc [--json]`
+
+use super::output::{self, size};
+use crate::image::{Silent, gc};
+use crate::store::Store;
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct GcArgs {
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(store: &Store, args: GcArgs) -> Result<i32> {
+    let report = gc(store, &Silent)?;
+    if args.json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "removed {} objects, {} layer files, {} indexes, {} tmp files: {} freed",
+            report.objects,
+            report.layer_files,
+            report.index_files,
+            report.tmp_files,
+            size(report.bytes)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,29 @@
+//! `snap gc`: remove every object and file that no image references.
+//!
+//! Mark: the database's images and layers, and each layer file's digest list (plus each
+//! image's config object). Sweep: everything else under objects/, layers/, index/ and tmp/.
+//! Runs under the exclusive gc lock, so no import is between writing and naming objects.
+
+use super::{ImageError, Progress, open_db};
+use crate::model::{Digest, ImageId, LayerId};
+use crate::store::{Store, SweepReport};
+use std::collections::HashSet;
+use std::time::Duration;
+
+pub fn gc(store: &Store, progress: &dyn Progress) -> Result<SweepReport, ImageError> {
+    let guard = store.gc_guard(Duration::from_secs(600))?;
+    let images = open_db(store, progress)?.images()?;
+    let mut objects: HashSet<Digest> = HashSet::new();
+    let mut layers: HashSet<LayerId> = HashSet::new();
+    let mut ids: HashSet<ImageId> = HashSet::new();
+    for image in &images {
+        ids.insert(image.id);
+        objects.insert(image.id.0);
+        for layer in &image.layers {
+            if layers.insert(layer.diff_id) {
+                objects.extend(store.layer_digests(&layer.diff_id)?);
+            }
+        }
+    }
+    Ok(store.sweep(&guard, &objects, &layers, &ids)?)
+}

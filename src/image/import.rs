@@ -1,0 +1,538 @@
+//! `snap import`: one image from an OCI layout, OCI archive, docker archive or rootfs, into
+//! the store, all-or-nothing.
+//!
+//! Order: layers are read, verified and stored in parallel (objects, then the layer file);
+//! the index is built from all layers' entries; one `syncfs` makes it all durable; then one
+//! database transaction names the image. A failure before that transaction leaves only
+//! unreferenced files for `gc`; the database is untouched.
+
+use super::archive::{BlobSource, DirSource, TarSource};
+use super::config::{Platform, read_config, rfc3339};
+use super::{ImageError, Progress, check_name, docker, io_err, layout, open_db, rootfs};
+use crate::db::{BlobRef, ImageLayer, ImageRecord, LayerRecord};
+use crate::index::{LayerInput, build};
+use crate::layer::{LayerFile, ParsedLayer, parse_layer};
+use crate::model::{Digest, DigestHasher, ImageId, Kind, LayerId};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// An image chosen in a source: verified config bytes and the blobs of its layers.
+pub struct ImageSpec {
+    pub config: Vec<u8>,
+    pub layers: Vec<LayerBlob>,
+    /// The name the source gives the image (OCI `ref.name`, docker `RepoTags`).
+    pub ref_name: Option<String>,
+}
+
+/// One layer blob of a source.
+pub struct LayerBlob {
+    /// The member path in the source.
+    pub path: String,
+    /// The blob digest the manifest claims (verified while reading), if the source names one.
+    pub digest: Option<Digest>,
+    pub media_type: String,
+    pub size: Option<u64>,
+}
+
+/// What `snap import` was asked.
+#[derive(Default, Clone)]
+pub struct ImportOptions {
+    pub name: Option<String>,
+    pub tag: Option<String>,
+    /// `os/arch[/variant]`; the host's platform when `None`.
+    pub platform: Option<String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub id: ImageId,
+    pub name: Option<String>,
+    pub layers: usize,
+    pub reused_layers: usize,
+    pub new_objects: u64,
+    pub new_bytes: u64,
+    pub existing_objects: u64,
+    pub existing_bytes: u64,
+}
+
+/// How long an import waits for a running `snap gc` before giving up.
+const GC_WAIT: Duration = Duration::from_secs(600);
+
+/// Imports one image from `source` into `store`.
+pub fn import(
+    store: &Store,
+    source: &Path,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport, ImageError> {
+    if let Some(name) = &options.name {
+        check_name(name)?;
+    }
+    let platform = match &options.platform {
+        Some(text) => Platform::parse(text).ok_or_else(|| ImageError::BadName {
+            name: text.clone(),
+            reason: "a platform is os/arch[/variant]",
+        })?,
+        None => Platform::host(),
+    };
+    let _guard = store.write_guard(GC_WAIT)?;
+    let known: HashMap<LayerId, LayerRecord> = {
+        let db = open_db(store, progress)?;
+        db.layers()?
+            .into_iter()
+            .filter(|l| store.has_layer(&l.id))
+            .map(|l| (l.id, l))
+            .collect()
+    };
+    let (opened, _unpacked) = open_source(store, source)?;
+    let (spec, blobs): (ImageSpec, &dyn BlobSource) = match &opened {
+        Opened::Layout(s) => (
+            layout::read_layout(s, options.tag.as_deref(), &platform)?,
+            s,
+        ),
+        Opened::Docker(s) => (docker::read_docker_archive(s, options.tag.as_deref())?, s),
+        Opened::Rootfs(kind) => {
+            return rootfs::import_rootfs(store, source, *kind, options, progress);
+        }
+    };
+    let origin = blobs.name();
+    let facts = read_config(&spec.config, &format!("{origin} config"))?;
+    if facts.diff_ids.len() != spec.layers.len() {
+        return Err(ImageError::LayerCount {
+            what: origin,
+            layers: spec.layers.len(),
+            diff_ids: facts.diff_ids.len(),
+        });
+    }
+    let name = options
+        .name
+        .clone()
+        .or(spec.ref_name.clone())
+        .or_else(|| default_name(source));
+    if let Some(name) = &name {
+        check_name(name)?;
+    }
+    let layers = store_layers(
+        store,
+        blobs,
+        &spec.layers,
+        &facts.diff_ids,
+        &known,
+        progress,
+    )?;
+    let record = ImageRecord {
+        id: ImageId(Digest::of(&spec.config)),
+        layers: layers
+            .iter()
+            .map(|l| ImageLayer {
+                diff_id: l.record.id,
+                blob: l.blob.clone(),
+            })
+            .collect(),
+        created: facts.created,
+        imported: now(),
+        os: facts.os,
+        architecture: facts.architecture,
+        source: origin,
+    };
+    finish_import(store, &spec.config, record, layers, name, progress)
+}
+
+/// Builds the index, makes everything durable, then records the image.
+pub(super) fn finish_import(
+    store: &Store,
+    config: &[u8],
+    record: ImageRecord,
+    layers: Vec<StoredLayer>,
+    name: Option<String>,
+    progress: &dyn Progress,
+) -> Result<ImportReport, ImageError> {
+    progress.message("building the index");
+    let mut files = Vec::with_capacity(layers.len());
+    for layer in &layers {
+        files.push(match &layer.file {
+            Some(file) => file.clone(),
+            None => store.read_layer(&layer.record.id)?,
+        });
+    }
+    let inputs: Vec<LayerInput<'_>> = layers
+        .iter()
+        .zip(&files)
+        .map(|(l, f)| LayerInput {
+            id: l.record.id,
+            entries: &f.entries,
+        })
+        .collect();
+    let index = build(&inputs).map_err(ImageError::Index)?;
+    store.put_bytes(config)?;
+    store.write_index(&record.id, &index)?;
+    store.sync()?;
+    let db = open_db(store, progress)?;
+    let records: Vec<LayerRecord> = layers.iter().map(|l| l.record.clone()).collect();
+    db.add_image(&record, &records, name.as_deref())?;
+    drop(db);
+    progress.finish();
+    let stats = store.stats();
+    Ok(ImportReport {
+        id: record.id,
+        name,
+        layers: layers.len(),
+        reused_layers: layers.iter().filter(|l| l.reused).count(),
+        new_objects: stats.new_objects.load(Ordering::Relaxed),
+        new_bytes: stats.new_bytes.load(Ordering::Relaxed),
+        existing_objects: stats.existing_objects.load(Ordering::Relaxed),
+        existing_bytes: stats.existing_bytes.load(Ordering::Relaxed),
+    })
+}
+
+pub(super) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(super) fn now_rfc3339() -> String {
+    rfc3339(now())
+}
+
+fn default_name(source: &Path) -> Option<String> {
+    let stem = source.file_name()?.to_str()?;
+    let stem = stem.split('.').next().filter(|s| !s.is_empty())?;
+    check_name(stem).is_ok().then(|| stem.to_string())
+}
+
+/// What kind of source a path is.
+enum Opened {
+    Layout(Box<dyn BlobSource>),
+    Docker(Box<dyn BlobSource>),
+    Rootfs(rootfs::RootfsKind),
+}
+
+impl BlobSource for Box<dyn BlobSource> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn open(&self, path: &str) -> Result<Option<(Box<dyn Read + Send + '_>, u64)>, ImageError> {
+        (**self).open(path)
+    }
+}
+
+/// Recognises the source: a directory with `oci-layout`/`index.json` is an OCI layout, any
+/// other directory a rootfs; a tar with `manifest.json` is a docker archive, one with
+/// `index.json` an OCI archive, any other tar (compressed or not) a rootfs.
+fn open_source(store: &Store, path: &Path) -> Result<(Opened, Option<TempFile>), ImageError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if meta.is_dir() {
+        if path.join("index.json").is_file() {
+            return Ok((
+                Opened::Layout(Box::new(DirSource {
+                    root: path.to_path_buf(),
+                    kind: "oci-layout",
+                })),
+                None,
+            ));
+        }
+        return Ok((Opened::Rootfs(rootfs::RootfsKind::Dir), None));
+    }
+    let compression = sniff(path)?;
+    let mut unpacked = None;
+    let (tar_path, kind): (PathBuf, _) = match compression {
+        Compression::None => (path.to_path_buf(), rootfs::RootfsKind::Tar),
+        _ => {
+            // Image archives are read in place, which needs an uncompressed tar: a compressed
+            // one is unpacked to tmp/ once (rootfs tars are streamed as they are).
+            let tmp = store.tmp_path("archive");
+            unpacked = Some(TempFile(tmp.clone()));
+            let mut out = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+            let file = std::fs::File::open(path).map_err(io_err(path))?;
+            let mut reader = decompressor(BufReader::new(file)).map_err(io_err(path))?;
+            std::io::copy(&mut reader, &mut out).map_err(io_err(path))?;
+            (tmp, rootfs::RootfsKind::CompressedTar)
+        }
+    };
+    let tar = match TarSource::open(&tar_path, "archive") {
+        Ok(tar) => tar,
+        Err(_) if compression == Compression::None => {
+            return Err(ImageError::UnknownSource {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    // docker save from Docker 25+ writes both files; its manifest.json names the RepoTags.
+    let opened = if tar.has("manifest.json") {
+        Opened::Docker(Box::new(tar.relabel("docker-archive")))
+    } else if tar.has("index.json") {
+        Opened::Layout(Box::new(tar.relabel("oci-archive")))
+    } else {
+        Opened::Rootfs(kind)
+    };
+    Ok((opened, unpacked))
+}
+
+/// A file under tmp/ removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn detect(head: &[u8]) -> Self {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+fn sniff(path: &Path) -> Result<Compression, ImageError> {
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let n = file.read(&mut head).map_err(io_err(path))?;
+    Ok(Compression::detect(&head[..n]))
+}
+
+/// Wraps a reader in the decompressor its first bytes call for.
+pub(super) fn decompressor<'a, R: BufRead + Send + 'a>(
+    mut reader: R,
+) -> std::io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match Compression::detect(reader.fill_buf()?) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::None => Box::new(reader),
+    })
+}
+
+/// A layer ready to be recorded.
+pub(super) struct StoredLayer {
+    pub record: LayerRecord,
+    pub blob: Option<BlobRef>,
+    /// The decoded layer file, when this import parsed it (else read back from the store).
+    pub file: Option<LayerFile>,
+    pub reused: bool,
+}
+
+/// Summarises a parsed layer.
+pub(super) fn layer_record(parsed: &ParsedLayer) -> LayerRecord {
+    let mut content_bytes = 0;
+    let mut files = 0;
+    for e in &parsed.entries {
+        if let Kind::File { size, .. } = e.kind {
+            content_bytes += size;
+            files += 1;
+        }
+    }
+    LayerRecord {
+        id: parsed.diff_id,
+        tar_size: parsed.tar_size,
+        entries: parsed.entries.len() as u64,
+        files,
+        content_bytes,
+    }
+}
+
+/// Reads, verifies and stores every layer not already in the store, in parallel.
+fn store_layers(
+    store: &Store,
+    source: &dyn BlobSource,
+    blobs: &[LayerBlob],
+    diff_ids: &[LayerId],
+    known: &HashMap<LayerId, LayerRecord>,
+    progress: &dyn Progress,
+) -> Result<Vec<StoredLayer>, ImageError> {
+    let todo: Vec<usize> = (0..blobs.len())
+        .filter(|&i| !known.contains_key(&diff_ids[i]))
+        .collect();
+    let total: u64 = todo.iter().map(|&i| blobs[i].size.unwrap_or(0)).sum();
+    progress.start(blobs.len(), total);
+    let mut results: Vec<Option<Result<StoredLayer, ImageError>>> =
+        (0..blobs.len()).map(|_| None).collect();
+    for (i, id) in diff_ids.iter().enumerate() {
+        if let Some(record) = known.get(id) {
+            let blob = blobs[i].digest.map(|digest| BlobRef {
+                digest,
+                media_type: blobs[i].media_type.clone(),
+                size: blobs[i].size.unwrap_or(0),
+            });
+            results[i] = Some(Ok(StoredLayer {
+                record: record.clone(),
+                blob,
+                file: None,
+                reused: true,
+            }));
+            progress.layer_done(i, id, true);
+        }
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(todo.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = todo.get(n) else { break };
+                    let result = store_layer(store, source, i, &blobs[i], &diff_ids[i], progress);
+                    let failed = result.is_err();
+                    if let Ok(layer) = &result {
+                        progress.layer_done(i, &layer.record.id, false);
+                    }
+                    if let Ok(mut done) = done.lock() {
+                        done.push((i, result));
+                    }
+                    if failed {
+                        // Stop handing out work; the first error is reported.
+                        next.store(todo.len(), Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    for (i, result) in done.into_inner().unwrap_or_default() {
+        results[i] = Some(result);
+    }
+    // Report the lowest failing layer, or every layer in order.
+    let mut out = Vec::with_capacity(blobs.len());
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Some(Ok(layer)) => out.push(layer),
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(ImageError::MissingBlob {
+                    source_name: source.name(),
+                    what: format!("layer {i} (not processed)"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Counts and hashes the compressed bytes of a blob as they are read.
+struct BlobReader<'a, R> {
+    inner: R,
+    hasher: DigestHasher,
+    read: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for BlobReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        self.progress.bytes(n as u64);
+        Ok(n)
+    }
+}
+
+fn store_layer(
+    store: &Store,
+    source: &dyn BlobSource,
+    index: usize,
+    blob: &LayerBlob,
+    diff_id: &LayerId,
+    progress: &dyn Progress,
+) -> Result<StoredLayer, ImageError> {
+    let (reader, _size) = source
+        .open(&blob.path)?
+        .ok_or_else(|| ImageError::MissingBlob {
+            source_name: source.name(),
+            what: format!("layer {index} ({})", blob.path),
+        })?;
+    let mut counted = BlobReader {
+        inner: reader,
+        hasher: DigestHasher::new(),
+        read: 0,
+        progress,
+    };
+    let decompress_err = |source| ImageError::Decompress {
+        index,
+        blob: blob.path.clone(),
+        source,
+    };
+    let mut buffered = BufReader::with_capacity(1 << 20, &mut counted);
+    let compression = Compression::detect(buffered.fill_buf().map_err(decompress_err)?);
+    let tar = decompressor(&mut buffered).map_err(decompress_err)?;
+    let parsed = parse_layer(tar, store).map_err(|source| ImageError::Layer {
+        index,
+        blob: blob.path.clone(),
+        source,
+    })?;
+    // Whatever follows the compressed stream still belongs to the blob.
+    std::io::copy(&mut buffered, &mut std::io::sink()).map_err(decompress_err)?;
+    drop(buffered);
+    let actual = counted.hasher.finish();
+    if let Some(expected) = blob.digest
+        && expected != actual
+    {
+        return Err(ImageError::DigestMismatch {
+            what: format!("layer {index} blob {}", blob.path),
+            expected,
+            actual,
+        });
+    }
+    if parsed.diff_id != *diff_id {
+        return Err(ImageError::DiffIdMismatch {
+            index,
+            blob: blob.path.clone(),
+            expected: *diff_id,
+            actual: parsed.diff_id,
+        });
+    }
+    let record = layer_record(&parsed);
+    let file = LayerFile {
+        entries: parsed.entries,
+        skeleton: parsed.skeleton,
+    };
+    store.write_layer(&record.id, &file)?;
+    let media_type =
+        if blob.media_type.starts_with("application/vnd.docker") && blob.digest.is_none() {
+            compression.media_type().to_string()
+        } else {
+            blob.media_type.clone()
+        };
+    let blob = BlobRef {
+        digest: blob.digest.unwrap_or(actual),
+        media_type,
+        size: counted.read,
+    };
+    Ok(StoredLayer {
+        record,
+        blob: Some(blob),
+        file: Some(file),
+        reused: false,
+    })
+}
