@@ -266,7 +266,21 @@ impl Db {
                 for layer in layers {
                     layer_tree.insert(layer.id.0.as_bytes(), encode(layer))?;
                 }
-                images.insert(image.id.0.as_bytes(), encode(image))?;
+                // Importing an image again (from another source) keeps what the first import
+                // knew and fills in what it lacked, such as blob digests.
+                let mut merged = image.clone();
+                if let Some(old) = images.get(image.id.0.as_bytes())?
+                    && let Ok(old) = serde_json::from_slice::<ImageRecord>(&old)
+                {
+                    for (layer, old_layer) in merged.layers.iter_mut().zip(old.layers) {
+                        if old_layer.blob.is_some() {
+                            layer.blob = old_layer.blob;
+                        }
+                    }
+                    merged.imported = old.imported;
+                    merged.source = old.source;
+                }
+                images.insert(image.id.0.as_bytes(), encode(&merged))?;
                 if let Some(name) = name {
                     tags.insert(name.as_bytes(), image.id.0.as_bytes())?;
                 }

@@ -7,12 +7,15 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// An opened member of a source: its reader and its size.
+pub type Member<'a> = (Box<dyn Read + Send + 'a>, u64);
+
 /// Random access to the files of an image source, by relative path.
 pub trait BlobSource: Sync {
     /// A name for messages (`oci-layout:/path`, ...).
     fn name(&self) -> String;
     /// Opens `path` (relative, `/`-separated); `Ok(None)` if it is not there.
-    fn open(&self, path: &str) -> Result<Option<(Box<dyn Read + Send + '_>, u64)>, ImageError>;
+    fn open(&self, path: &str) -> Result<Option<Member<'_>>, ImageError>;
 
     /// Reads a whole (small) member.
     fn read(&self, path: &str, what: &str) -> Result<Vec<u8>, ImageError> {
@@ -42,7 +45,7 @@ impl BlobSource for DirSource {
         format!("{}:{}", self.kind, self.root.display())
     }
 
-    fn open(&self, path: &str) -> Result<Option<(Box<dyn Read + Send + '_>, u64)>, ImageError> {
+    fn open(&self, path: &str) -> Result<Option<Member<'_>>, ImageError> {
         let clean = normalise(path).ok_or_else(|| ImageError::MissingBlob {
             source_name: self.name(),
             what: path.into(),
@@ -132,7 +135,7 @@ impl BlobSource for TarSource {
         format!("{}:{}", self.kind, self.path.display())
     }
 
-    fn open(&self, member: &str) -> Result<Option<(Box<dyn Read + Send + '_>, u64)>, ImageError> {
+    fn open(&self, member: &str) -> Result<Option<Member<'_>>, ImageError> {
         let Some(mut name) = normalise(member) else {
             return Ok(None);
         };

@@ -6,7 +6,7 @@
 //! database transaction names the image. A failure before that transaction leaves only
 //! unreferenced files for `gc`; the database is untouched.
 
-use super::archive::{BlobSource, DirSource, TarSource};
+use super::archive::{BlobSource, DirSource, Member, TarSource};
 use super::config::{Platform, read_config, rfc3339};
 use super::{ImageError, Progress, check_name, docker, io_err, layout, open_db, rootfs};
 use crate::db::{BlobRef, ImageLayer, ImageRecord, LayerRecord};
@@ -219,7 +219,7 @@ impl BlobSource for Box<dyn BlobSource> {
     fn name(&self) -> String {
         (**self).name()
     }
-    fn open(&self, path: &str) -> Result<Option<(Box<dyn Read + Send + '_>, u64)>, ImageError> {
+    fn open(&self, path: &str) -> Result<Option<Member<'_>>, ImageError> {
         (**self).open(path)
     }
 }

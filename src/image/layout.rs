@@ -195,7 +195,7 @@ fn read_manifest(
         .iter()
         .map(|l| {
             let digest = parse_digest(l.digest(), "layer descriptor")?;
-            check_layer_media_type(&l.media_type().to_string(), &format!("layer {digest}"))?;
+            check_layer_media_type(l.media_type().as_ref(), &format!("layer {digest}"))?;
             Ok(LayerBlob {
                 path: blob_path(&digest),
                 digest: Some(digest),

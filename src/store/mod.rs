@@ -17,7 +17,7 @@
 mod objects;
 mod sweep;
 
-pub use objects::PutStats;
+pub use objects::{ObjectListing, PutStats};
 pub use sweep::SweepReport;
 
 use crate::index::Index;

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Bodies up to this size are hashed in memory first, so a duplicate is never written at all.
 const IN_MEMORY_LIMIT: u64 = 1 << 20;
 
+/// The files under `objects/`: `Ok((digest, size))`, or `Err(path)` for a stray file.
+pub type ObjectListing = Vec<Result<(Digest, u64), std::path::PathBuf>>;
+
 /// What `put` did since the store was opened.
 #[derive(Default, Debug)]
 pub struct PutStats {
@@ -110,9 +113,7 @@ impl Store {
 
     /// Every object file in the store: (digest, size). Files whose names are not digests are
     /// reported as `Err(path)`.
-    pub fn list_objects(
-        &self,
-    ) -> Result<Vec<Result<(Digest, u64), std::path::PathBuf>>, StoreError> {
+    pub fn list_objects(&self) -> Result<ObjectListing, StoreError> {
         let base = self.root.join("objects/sha256");
         let mut out = Vec::new();
         for shard in fs::read_dir(&base).map_err(io_err(&base))? {

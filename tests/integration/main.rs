@@ -1,1 +1,8 @@
-fn main() {}
+//! Integration tests: the built `snap` binary on real images and on archives built in code.
+//! Run as root on Linux; the test images come from `tools/make-test-images`.
+
+mod commands;
+mod crash;
+mod hostile;
+mod import;
+mod util;
