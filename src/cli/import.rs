@@ -40,7 +40,7 @@ pub fn run(store: &Store, args: ImportArgs) -> Result<i32> {
         output::json(&report)?;
     } else if !args.quiet {
         println!(
-            "imported {} as {} ({} layers, {} reused): {} new objects ({}), {} already stored ({})",
+            "imported {} as {} ({} layer(s), {} reused): {} new objects ({}), {} already stored ({})",
             args.source.display(),
             report.name.as_deref().unwrap_or("<no name>"),
             report.layers,

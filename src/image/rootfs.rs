@@ -81,7 +81,11 @@ pub fn import_rootfs(
     };
     store.write_layer(&diff_id, &file)?;
     progress.layer_done(0, &diff_id, false);
-    let created = now_rfc3339();
+    // The source's own mtime, not the clock: the same tree imports as the same image id.
+    let mtime = std::fs::metadata(source).map_err(io_err(source))?.modified().ok();
+    let created = mtime
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(now_rfc3339, |d| super::config::rfc3339(d.as_secs()));
     let config = rootfs_config(
         &diff_id,
         &created,
