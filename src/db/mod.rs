@@ -1,6 +1,6 @@
 //! The metadata database: small records in sled, opened for one operation at a time.
 //!
-//! Trees (every value is JSON, so `sled` dumps stay readable):
+//! Trees (values are JSON, so dumps stay readable; tags hold the raw 32-byte id):
 //!
 //! ```text
 //! images      image id (32 bytes)   → ImageRecord
@@ -39,7 +39,7 @@ pub enum DbError {
         seconds: u64,
         holder: String,
     },
-    #[error("cannot take the store lock {path}: {source}")]
+    #[error("{path}: {source}")]
     Lock {
         path: PathBuf,
         #[source]
@@ -72,6 +72,7 @@ pub struct Db {
     tags: sled::Tree,
     containers: sled::Tree,
     db: sled::Db,
+    path: PathBuf,
     _lock: FileLock,
 }
 
@@ -142,12 +143,21 @@ impl Db {
             tags: tree("tags")?,
             containers: tree("containers")?,
             db,
+            path,
             _lock: lock,
         })
     }
 
+    /// Makes the last transaction durable: sled's `flush()` ends in `sync_file_range`, which
+    /// does not sync metadata, so a `syncfs` of the database's filesystem follows it.
     fn flush(&self) -> Result<(), DbError> {
-        self.db.flush().map(drop).map_err(sled_err("flush"))
+        self.db.flush().map_err(sled_err("flush"))?;
+        let fail = |source| DbError::Lock {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = std::fs::File::open(&self.path).map_err(fail)?;
+        crate::sys::syncfs(&dir).map_err(fail)
     }
 
     pub fn images(&self) -> Result<Vec<ImageRecord>, DbError> {

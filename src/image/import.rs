@@ -98,7 +98,7 @@ pub fn import(
         ),
         Opened::Docker(s) => (docker::read_docker_archive(s, options.tag.as_deref())?, s),
         Opened::Rootfs(kind) => {
-            return rootfs::import_rootfs(store, source, *kind, options, progress);
+            return rootfs::import_rootfs(store, source, kind, options, progress);
         }
     };
     let origin = blobs.name();
@@ -244,17 +244,20 @@ fn open_source(store: &Store, path: &Path) -> Result<(Opened, Option<TempFile>),
     let compression = sniff(path)?;
     let mut unpacked = None;
     let (tar_path, kind): (PathBuf, _) = match compression {
-        Compression::None => (path.to_path_buf(), rootfs::RootfsKind::Tar),
+        Compression::None => (
+            path.to_path_buf(),
+            rootfs::RootfsKind::Tar(path.to_path_buf()),
+        ),
         _ => {
-            // Image archives are read in place, which needs an uncompressed tar: a compressed
-            // one is unpacked to tmp/ once (rootfs tars are streamed as they are).
+            // Archives are read in place, which needs an uncompressed tar: a compressed one is
+            // unpacked to tmp/ once, and read from there whatever it turns out to hold.
             let tmp = store.tmp_path("archive");
             unpacked = Some(TempFile(tmp.clone()));
             let mut out = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
             let file = std::fs::File::open(path).map_err(io_err(path))?;
             let mut reader = decompressor(BufReader::new(file)).map_err(io_err(path))?;
             std::io::copy(&mut reader, &mut out).map_err(io_err(path))?;
-            (tmp, rootfs::RootfsKind::CompressedTar)
+            (tmp.clone(), rootfs::RootfsKind::Tar(tmp))
         }
     };
     let tar = match TarSource::open(&tar_path, "archive") {

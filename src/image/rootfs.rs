@@ -3,8 +3,7 @@
 
 use super::config::rootfs_config;
 use super::import::{
-    ImportOptions, ImportReport, StoredLayer, decompressor, finish_import, layer_record, now,
-    now_rfc3339,
+    ImportOptions, ImportReport, StoredLayer, finish_import, layer_record, now, now_rfc3339,
 };
 use super::{ImageError, Progress, io_err};
 use crate::db::{BlobRef, ImageLayer, ImageRecord};
@@ -16,17 +15,18 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A rootfs source: the directory itself, or an uncompressed tar to read (the source, or its
+/// decompressed copy under tmp/).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootfsKind {
     Dir,
-    Tar,
-    CompressedTar,
+    Tar(std::path::PathBuf),
 }
 
 pub fn import_rootfs(
     store: &Store,
     source: &Path,
-    kind: RootfsKind,
+    kind: &RootfsKind,
     options: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImageError> {
@@ -36,7 +36,7 @@ pub fn import_rootfs(
     };
     let total = match kind {
         RootfsKind::Dir => 0,
-        _ => std::fs::metadata(source).map_err(io_err(source))?.len(),
+        RootfsKind::Tar(tar) => std::fs::metadata(tar).map_err(io_err(tar))?.len(),
     };
     progress.start(1, total);
     let layer_err = |source| ImageError::Layer {
@@ -62,15 +62,13 @@ pub fn import_rootfs(
                 Ok::<_, ImageError>(parsed)
             })?
         }
-        _ => {
-            let file = std::fs::File::open(source).map_err(io_err(source))?;
+        RootfsKind::Tar(tar) => {
+            let file = std::fs::File::open(tar).map_err(io_err(tar))?;
             let counted = Counted {
                 inner: file,
                 progress,
             };
-            let tar =
-                decompressor(BufReader::with_capacity(1 << 20, counted)).map_err(io_err(source))?;
-            parse_layer(tar, store).map_err(layer_err)?
+            parse_layer(BufReader::with_capacity(1 << 20, counted), store).map_err(layer_err)?
         }
     };
     let diff_id = parsed.diff_id;
@@ -82,7 +80,10 @@ pub fn import_rootfs(
     store.write_layer(&diff_id, &file)?;
     progress.layer_done(0, &diff_id, false);
     // The source's own mtime, not the clock: the same tree imports as the same image id.
-    let mtime = std::fs::metadata(source).map_err(io_err(source))?.modified().ok();
+    let mtime = std::fs::metadata(source)
+        .map_err(io_err(source))?
+        .modified()
+        .ok();
     let created = mtime
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or_else(now_rfc3339, |d| super::config::rfc3339(d.as_secs()));

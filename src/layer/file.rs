@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! "SNAPLYR1"
-//! u64 len, zstd(postcard(Vec<Entry>))      entries in tar order
-//! u64 len, zstd(postcard(Vec<Digest>))     distinct object digests, sorted (what gc marks)
-//! u64 len, zstd(postcard(Skeleton))        the tar skeleton
+//! then three sections, each: u64 compressed length, u64 plain length, the zstd bytes of
+//!   postcard(Vec<Entry>)      entries in tar order
+//!   postcard(Vec<Digest>)     distinct object digests, sorted (what gc marks)
+//!   postcard(Skeleton)        the tar skeleton
 //! ```
 //!
 //! Each section is compressed on its own so that `snap gc` reads only the digests.

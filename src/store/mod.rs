@@ -53,8 +53,8 @@ pub enum StoreError {
         #[source]
         source: crate::index::IndexError,
     },
-    #[error("timed out after {seconds} s waiting for `snap gc` (pid {holder:?}) to finish")]
-    GcBusy { seconds: u64, holder: Option<u32> },
+    #[error("timed out after {seconds} s waiting for `snap gc` or imports to finish ({path})")]
+    GcBusy { seconds: u64, path: PathBuf },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -119,11 +119,10 @@ impl Store {
 
     fn gc_lock(&self, exclusive: bool, timeout: Duration) -> Result<FileLock, StoreError> {
         let path = self.root.join("gc.lock");
-        let on_wait = |pid: Option<u32>| {
-            tracing::warn!(
-                "waiting for the gc lock held by pid {}",
-                pid.map_or("?".into(), |p| p.to_string())
-            );
+        // Writers hold this lock shared and write no pid, so none is named here.
+        let on_wait = |_pid: Option<u32>| {
+            let other = if exclusive { "imports" } else { "snap gc" };
+            tracing::warn!("waiting for running {other} to finish");
         };
         let wait = LockWait {
             exclusive,
@@ -132,9 +131,9 @@ impl Store {
         };
         FileLock::acquire(&path, &wait)
             .map_err(io_err(&path))?
-            .ok_or(StoreError::GcBusy {
+            .ok_or_else(|| StoreError::GcBusy {
                 seconds: timeout.as_secs(),
-                holder: FileLock::holder(&path),
+                path: path.clone(),
             })
     }
 
@@ -185,10 +184,17 @@ impl Store {
         })
     }
 
-    /// Writes `bytes` to `path` atomically (tmp + rename), unless a file is already there.
+    /// Whether `path` exists with `size` bytes. A file renamed into place but lost to a power
+    /// failure before the batch's `syncfs` can come back short; such a file is written again
+    /// rather than trusted.
+    pub(crate) fn has_complete(&self, path: &Path, size: u64) -> bool {
+        fs::metadata(path).is_ok_and(|m| m.len() == size)
+    }
+
+    /// Writes `bytes` to `path` atomically (tmp + rename), unless it is already there whole.
     /// Not durable until [`Store::sync`].
     fn write_once(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        if path.exists() {
+        if self.has_complete(path, bytes.len() as u64) {
             return Ok(());
         }
         let tmp = self.tmp_path("file");

@@ -40,8 +40,7 @@ impl Store {
     /// Stores `bytes` as an object (if not already there) and returns its digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let digest = Digest::of(bytes);
-        let path = self.object_path(&digest);
-        if path.exists() {
+        if self.has_complete(&self.object_path(&digest), bytes.len() as u64) {
             self.stats.count(false, bytes.len() as u64);
             return Ok(digest);
         }
@@ -82,7 +81,7 @@ impl Store {
             return Err(StoreError::Io { path: tmp, source });
         }
         let digest = hasher.finish();
-        if self.object_path(&digest).exists() {
+        if self.has_complete(&self.object_path(&digest), written) {
             let _ = fs::remove_file(&tmp);
             self.stats.count(false, written);
             return Ok(digest);

@@ -17,8 +17,30 @@ fn killed_import_leaves_fsck_clean_and_earlier_images_intact() {
     ]);
     let before = root.images();
     let app = images.join("app.oci.tar");
-    // Moments spread over an import: opening, reading layers, writing objects, the end.
-    for delay_ms in [5, 40, 150, 400, 900, 1600, 2500, 4000] {
+    // Random moments over an import (opening, reading layers, writing objects, the index,
+    // the database transaction); SNAPFS_CRASH_SEED replays a run.
+    let seed: u64 = std::env::var("SNAPFS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("crash test seed: SNAPFS_CRASH_SEED={seed}");
+    let mut state = seed;
+    let mut delays: Vec<u64> = (0..8)
+        .map(|_| {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % 6000
+        })
+        .collect();
+    delays.sort();
+    for delay_ms in delays {
         let mut child = Command::new(env!("CARGO_BIN_EXE_snap"))
             .args(["import", app.to_str().unwrap(), "--name", "app", "--quiet"])
             .env("SNAPFS_ROOT", root.store())
