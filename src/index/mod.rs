@@ -5,7 +5,7 @@
 //! encodes the result; [`Index`] reads the encoding in place (from an mmap or a `Vec`) and
 //! answers `lookup(parent, name)`, `inode(ino)` and `children(ino)` without touching the
 //! layers. The cost of a lookup is one binary search in one directory, whatever the number of
-//! layers. The format is specified in [`format`].
+//! layers. The format is specified in [`mod@format`].
 //!
 //! Pure: bytes and entries in, bytes and values out.
 
