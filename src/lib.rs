@@ -21,7 +21,9 @@
 //! `docs/crash-safety.md`.
 
 pub mod cli;
+pub mod container;
 pub mod db;
+pub mod fs;
 pub mod image;
 pub mod index;
 pub mod layer;

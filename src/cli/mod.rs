@@ -1,14 +1,17 @@
 //! The `snap` command line: argument parsing, one file per command, progress bars, tables
 //! and JSON output. Errors get their context here (anyhow) and exit non-zero.
 
+mod create;
 mod df;
 mod fsck;
 mod gc;
 mod images;
 mod import;
 mod inspect;
+mod mount;
 mod output;
 mod progress;
+mod ps;
 mod rmi;
 
 use crate::store::Store;
@@ -48,6 +51,16 @@ enum Command {
     Gc(gc::GcArgs),
     /// Re-hash every object and check every reference; exit 1 if anything is wrong.
     Fsck(fsck::FsckArgs),
+    /// Create a container: an image plus its own writable upper directory.
+    Create(create::CreateArgs),
+    /// Mount a container's root filesystem (FUSE); returns once it is mounted.
+    Mount(mount::MountArgs),
+    /// Unmount a container; its daemon exits.
+    Umount(mount::UmountArgs),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// Remove containers and their changes (the image stays).
+    Rm(ps::RmArgs),
 }
 
 /// Runs `snap` and exits.
@@ -79,5 +92,10 @@ fn run(args: Args) -> Result<i32> {
         Command::Df(a) => df::run(&store, a),
         Command::Gc(a) => gc::run(&store, a),
         Command::Fsck(a) => fsck::run(&store, a),
+        Command::Create(a) => create::run(&store, a),
+        Command::Mount(a) => mount::run(&store, a),
+        Command::Umount(a) => mount::run_umount(&store, a),
+        Command::Ps(a) => ps::run(&store, a),
+        Command::Rm(a) => ps::run_rm(&store, a),
     }
 }

@@ -263,6 +263,29 @@ impl Db {
         }
     }
 
+    pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>, DbError> {
+        self.containers
+            .get(name.as_bytes())
+            .map_err(sled_err("containers"))?
+            .map(|v| decode("containers", name.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Records a new container; its directories must already exist.
+    pub fn add_container(&self, record: &ContainerRecord) -> Result<(), DbError> {
+        self.containers
+            .insert(record.name.as_bytes(), encode(record))
+            .map_err(sled_err("containers"))?;
+        self.flush()
+    }
+
+    pub fn remove_container(&self, name: &str) -> Result<(), DbError> {
+        self.containers
+            .remove(name.as_bytes())
+            .map_err(sled_err("containers"))?;
+        self.flush()
+    }
+
     /// Records an imported image, its new layers and its name, in one transaction, then flushes.
     /// The objects, layer files and index it names must already be durable.
     pub fn add_image(

@@ -1,0 +1,55 @@
+//! `snap mount NAME MOUNTPOINT [--foreground]` and `snap umount NAME`
+
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct MountArgs {
+    /// Container name.
+    name: String,
+    /// Where to mount its root filesystem.
+    mountpoint: PathBuf,
+    /// Serve in this process until unmounted (the background daemon runs this).
+    #[arg(long)]
+    foreground: bool,
+}
+
+#[derive(clap::Args)]
+pub struct UmountArgs {
+    /// Container name.
+    name: String,
+}
+
+pub fn run(store: &Store, args: MountArgs) -> Result<i32> {
+    if args.foreground {
+        let store = Store::open(store.root())?;
+        crate::container::serve(store, &args.name, &args.mountpoint).with_context(|| {
+            format!(
+                "serving container {} at {}",
+                args.name,
+                args.mountpoint.display()
+            )
+        })?;
+        return Ok(0);
+    }
+    let pid = crate::container::mount(store, &args.name, &args.mountpoint)
+        .with_context(|| format!("mounting container {}", args.name))?;
+    println!(
+        "mounted {} at {} (daemon pid {pid})",
+        args.name,
+        args.mountpoint.display()
+    );
+    Ok(0)
+}
+
+pub fn run_umount(store: &Store, args: UmountArgs) -> Result<i32> {
+    let state = crate::container::umount(store, &args.name)
+        .with_context(|| format!("unmounting container {}", args.name))?;
+    println!(
+        "unmounted {} from {}",
+        args.name,
+        state.mountpoint.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,113 @@
+//! Containers: an image plus its own upper directory, and the FUSE daemon that mounts them.
+//!
+//! ```text
+//! <root>/containers/<name>/upper       the container's changes, in overlayfs's format
+//! <root>/containers/<name>/work        scratch on the same filesystem, for atomic copy-up
+//! <root>/containers/<name>/mount.json  {pid, mountpoint} while a daemon serves it
+//! <root>/containers/<name>/daemon.log  the daemon's log
+//! ```
+//!
+//! The record (name → image) is in the database; the mount state is a file beside the upper
+//! directory, so that daemons never touch the database after they start.
+
+mod create;
+mod mount;
+mod remove;
+mod status;
+
+pub use create::create;
+pub use mount::{MountState, mount, serve, umount};
+pub use remove::remove;
+pub use status::{ContainerStatus, list};
+
+use crate::db::DbError;
+use crate::store::Store;
+use std::path::PathBuf;
+
+/// Why a container operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("invalid container name {name:?}: {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error("container {0:?} already exists")]
+    Exists(String),
+    #[error("no container named {0:?}")]
+    NoSuchContainer(String),
+    #[error(
+        "container {name} is mounted at {mountpoint} (daemon pid {pid}); unmount it first or use --force"
+    )]
+    Mounted {
+        name: String,
+        mountpoint: PathBuf,
+        pid: u32,
+    },
+    #[error("container {0} is not mounted")]
+    NotMounted(String),
+    #[error("mounting container {name} at {mountpoint} failed: {detail}")]
+    MountFailed {
+        name: String,
+        mountpoint: PathBuf,
+        detail: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
+}
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
+    move |source| ContainerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks a container name: a single path component of ordinary characters.
+pub fn check_name(name: &str) -> Result<(), ContainerError> {
+    let bad = |reason| {
+        Err(ContainerError::BadName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 128 {
+        return bad("it must be 1 to 128 characters");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return bad("it must not start with a dot");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return bad("only letters, digits, '-', '_' and '.' are allowed (no '/')");
+    }
+    Ok(())
+}
+
+/// The directory of container `name`.
+pub fn dir(store: &Store, name: &str) -> PathBuf {
+    store.root().join("containers").join(name)
+}
+
+pub(crate) fn open_db(store: &Store) -> Result<crate::db::Db, ContainerError> {
+    let on_wait = |pid: Option<u32>| {
+        tracing::warn!(
+            "waiting for the store lock held by pid {}",
+            pid.map_or("?".into(), |p| p.to_string())
+        )
+    };
+    Ok(crate::db::Db::open(
+        store.root(),
+        crate::db::LOCK_TIMEOUT,
+        &on_wait,
+    )?)
+}

@@ -1,0 +1,792 @@
+//! fuser's `Filesystem` trait over [`UnionFs`]: each handler calls one operation and turns
+//! its error into an errno, once, here. Open files and passthrough backing ids live here too.
+
+use super::ops::{Attr, Found, UnionFs};
+use super::{FsError, upper::Upper};
+use crate::index::Index;
+use crate::store::Store;
+use crate::sys::Mapped;
+use fuser::{
+    BackingId, Errno, FileAttr, FileHandle, FileType as FuseType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+};
+use rustix::fs::FileType;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Entries and attributes change only through this daemon, so the kernel may cache them long.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// One open file or directory.
+enum Handle {
+    // The backing id is held (not read) so that it stays registered while the file is open.
+    File {
+        file: File,
+        _backing: Option<Arc<BackingId>>,
+        lower: bool,
+    },
+    Dir {
+        entries: Vec<(Vec<u8>, FileType)>,
+    },
+}
+
+/// The mounted filesystem: operations plus open handles.
+pub struct Mounted {
+    fs: UnionFs,
+    handles: Mutex<HashMap<u64, Handle>>,
+    /// Per node: its live backing id and whether it is a lower object.
+    backing: Mutex<HashMap<u64, (Weak<BackingId>, bool)>>,
+    next_fh: AtomicU64,
+    passthrough: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn time((s, n): (i64, u32)) -> SystemTime {
+    if s >= 0 {
+        UNIX_EPOCH + Duration::new(s as u64, n)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(s.unsigned_abs()) + Duration::from_nanos(n as u64)
+    }
+}
+
+fn fuse_type(kind: FileType) -> FuseType {
+    match kind {
+        FileType::Directory => FuseType::Directory,
+        FileType::Symlink => FuseType::Symlink,
+        FileType::CharacterDevice => FuseType::CharDevice,
+        FileType::BlockDevice => FuseType::BlockDevice,
+        FileType::Fifo => FuseType::NamedPipe,
+        FileType::Socket => FuseType::Socket,
+        _ => FuseType::RegularFile,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.id),
+        size: a.size,
+        blocks: a.blocks,
+        atime: time(a.atime),
+        mtime: time(a.mtime),
+        ctime: time(a.ctime),
+        crtime: time(a.ctime),
+        kind: fuse_type(a.kind),
+        perm: a.mode as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev as u32,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn err(e: &FsError) -> Errno {
+    tracing::debug!("{e}");
+    Errno::from_i32(e.errno())
+}
+
+fn to_time(t: TimeOrNow) -> Option<(i64, u32)> {
+    match t {
+        TimeOrNow::Now => None,
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Some((d.as_secs() as i64, d.subsec_nanos())),
+            Err(e) => Some((-(e.duration().as_secs() as i64), 0)),
+        },
+    }
+}
+
+impl Mounted {
+    pub fn new(index: Index<Mapped>, store: Store, upper: Upper) -> Self {
+        Mounted {
+            fs: UnionFs::new(index, store, upper),
+            handles: Mutex::new(HashMap::new()),
+            backing: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            passthrough: AtomicBool::new(false),
+        }
+    }
+
+    fn entry(&self, found: Result<Found, FsError>, reply: ReplyEntry) {
+        match found.and_then(|f| self.fs.attr_of(&f).map(|a| (f, a))) {
+            Ok((found, attr)) => {
+                self.fs.remember(&found);
+                reply.entry(&TTL, &file_attr(&attr), Generation(0));
+            }
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn add_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, handle);
+        fh
+    }
+
+    /// The live backing id of node `id`, or a new one for `file` (one per inode at a time).
+    /// `Err(true)` when the node already has a backing of the other kind (lower vs upper).
+    fn backing_for(
+        &self,
+        id: u64,
+        file: &File,
+        lower: bool,
+        open: impl FnOnce(&File) -> std::io::Result<BackingId>,
+    ) -> Result<Option<Arc<BackingId>>, bool> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut map = lock(&self.backing);
+        if let Some((weak, was_lower)) = map.get(&id)
+            && let Some(live) = weak.upgrade()
+        {
+            return if *was_lower == lower {
+                Ok(Some(live))
+            } else {
+                Err(true)
+            };
+        }
+        match open(file) {
+            Ok(id_) => {
+                let arc = Arc::new(id_);
+                map.insert(id, (Arc::downgrade(&arc), lower));
+                Ok(Some(arc))
+            }
+            Err(e) => {
+                tracing::warn!("passthrough unavailable ({e}); reading through the daemon");
+                self.passthrough.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    fn has_lower_backing(&self, id: u64) -> bool {
+        lock(&self.backing)
+            .get(&id)
+            .is_some_and(|(w, lower)| *lower && w.strong_count() > 0)
+    }
+}
+
+impl Filesystem for Mounted {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        for flag in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+        ] {
+            if config.add_capabilities(flag).is_err() {
+                tracing::info!("kernel lacks {flag:?}");
+            }
+        }
+        let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        if !passthrough {
+            tracing::warn!(
+                "FUSE passthrough unavailable: reads go through the daemon with keep_cache"
+            );
+        }
+        self.passthrough.store(passthrough, Ordering::Relaxed);
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.entry(self.fs.child(parent.0, name.as_bytes()), reply);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let handles = lock(&self.handles);
+        let file = fh.and_then(|fh| match handles.get(&fh.0) {
+            Some(Handle::File {
+                file, lower: false, ..
+            }) => Some(file),
+            _ => None,
+        });
+        let result = self.fs.setattr(
+            ino.0,
+            mode,
+            uid,
+            gid,
+            size,
+            atime.map(to_time),
+            mtime.map(to_time),
+            file,
+        );
+        drop(handles);
+        match result {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !(umask & 0o777);
+        let found = self.fs.create_entry(
+            parent.0,
+            name.as_bytes(),
+            req.uid(),
+            req.gid(),
+            |fs, p| fs.mknod_at(p, mode, rdev as u64),
+            false,
+        );
+        self.entry(found, reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !(umask & 0o777);
+        let found = self.fs.create_entry(
+            parent.0,
+            name.as_bytes(),
+            req.uid(),
+            req.gid(),
+            |fs, p| fs.mkdir_at(p, mode),
+            true,
+        );
+        self.entry(found, reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.remove(parent.0, name.as_bytes(), false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.remove(parent.0, name.as_bytes(), true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = target.as_os_str().as_bytes().to_vec();
+        let found = self.fs.create_entry(
+            parent.0,
+            link_name.as_bytes(),
+            req.uid(),
+            req.gid(),
+            |fs, p| fs.symlink_at(p, &target),
+            false,
+        );
+        self.entry(found, reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.rename(
+            parent.0,
+            name.as_bytes(),
+            newparent.0,
+            newname.as_bytes(),
+            flags.bits(),
+        ) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.entry(self.fs.link(ino.0, newparent.0, newname.as_bytes()), reply);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let lower_open = self.has_lower_backing(ino.0);
+        let (file, lower) = match self.fs.open_file(ino.0, flags.0, lower_open) {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return reply.error(Errno::from_i32(libc::ESTALE)),
+            Err(e) => return reply.error(err(&e)),
+        };
+        match self.backing_for(ino.0, &file, lower, |f| reply.open_backing(f)) {
+            Ok(Some(backing)) => {
+                let fh = self.add_handle(Handle::File {
+                    file,
+                    _backing: Some(backing.clone()),
+                    lower,
+                });
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing);
+            }
+            Ok(None) => {
+                let flags = if lower {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                let fh = self.add_handle(Handle::File {
+                    file,
+                    _backing: None,
+                    lower,
+                });
+                reply.opened(FileHandle(fh), flags);
+            }
+            // The node is open on its lower object and now lives upper: look it up again.
+            Err(_) => reply.error(Errno::from_i32(libc::ESTALE)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let handles = lock(&self.handles);
+        let Some(Handle::File { file, .. }) = handles.get(&fh.0) else {
+            return reply.error(Errno::from_i32(libc::EBADF));
+        };
+        let mut buf = vec![0u8; size as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => return reply.error(Errno::from(e)),
+            }
+        }
+        reply.data(&buf[..got]);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let handles = lock(&self.handles);
+        let Some(Handle::File {
+            file, lower: false, ..
+        }) = handles.get(&fh.0)
+        else {
+            return reply.error(Errno::from_i32(libc::EBADF));
+        };
+        match file.write_all_at(data, offset) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(Errno::from(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.handles).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let handles = lock(&self.handles);
+        let result = match handles.get(&fh.0) {
+            Some(Handle::File { file, .. }) => {
+                if datasync {
+                    file.sync_data()
+                } else {
+                    file.sync_all()
+                }
+            }
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(Errno::from(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let handles = lock(&self.handles);
+        let Some(Handle::File {
+            file, lower: false, ..
+        }) = handles.get(&fh.0)
+        else {
+            return reply.error(Errno::from_i32(libc::EBADF));
+        };
+        match rustix::fs::fallocate(
+            file,
+            rustix::fs::FallocateFlags::from_bits_retain(mode as u32),
+            offset,
+            length,
+        ) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(Errno::from_i32(e.raw_os_error())),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let listed = self
+            .fs
+            .node(ino.0)
+            .and_then(|(path, lower)| self.fs.list_dir(&path, lower));
+        match listed {
+            Ok(mut entries) => {
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                let fh = self.add_handle(Handle::Dir { entries });
+                reply.opened(
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+                );
+            }
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let handles = lock(&self.handles);
+        let Some(Handle::Dir { entries }) = handles.get(&fh.0) else {
+            return reply.error(Errno::from_i32(libc::EBADF));
+        };
+        let dots = [
+            (b".".to_vec(), FileType::Directory),
+            (b"..".to_vec(), FileType::Directory),
+        ];
+        for (i, (name, kind)) in dots
+            .iter()
+            .chain(entries.iter())
+            .enumerate()
+            .skip(offset as usize)
+        {
+            if reply.add(
+                INodeNo(if i < 2 { ino.0 } else { 0 } | 1),
+                (i + 1) as u64,
+                fuse_type(*kind),
+                OsStr::from_bytes(name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = {
+            let handles = lock(&self.handles);
+            match handles.get(&fh.0) {
+                Some(Handle::Dir { entries }) => entries.clone(),
+                _ => return reply.error(Errno::from_i32(libc::EBADF)),
+            }
+        };
+        let parent = match self.fs.node(ino.0) {
+            Ok(p) => p,
+            Err(e) => return reply.error(err(&e)),
+        };
+        let this = match self.fs.getattr(ino.0) {
+            Ok(a) => file_attr(&a),
+            Err(e) => return reply.error(err(&e)),
+        };
+        for (i, name) in [b".".to_vec(), b"..".to_vec()]
+            .iter()
+            .chain(entries.iter().map(|(n, _)| n))
+            .enumerate()
+            .skip(offset as usize)
+        {
+            if i < 2 {
+                if reply.add(
+                    ino,
+                    (i + 1) as u64,
+                    OsStr::from_bytes(name),
+                    &TTL,
+                    &this,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                continue;
+            }
+            let Ok(found) = self.fs.child_of(&parent.0, parent.1, name) else {
+                continue;
+            };
+            let Ok(attr) = self.fs.attr_of(&found) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(found.id),
+                (i + 1) as u64,
+                OsStr::from_bytes(name),
+                &TTL,
+                &file_attr(&attr),
+                Generation(0),
+            ) {
+                break;
+            }
+            self.fs.remember(&found);
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.handles).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.setxattr(ino.0, name.as_bytes(), Some(value), flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr_reply(self.fs.getxattr(ino.0, name.as_bytes()), size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        xattr_reply(self.fs.listxattr(ino.0), size, reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.setxattr(ino.0, name.as_bytes(), None, 0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & !(umask & 0o777);
+        let found = self.fs.create_entry(
+            parent.0,
+            name.as_bytes(),
+            req.uid(),
+            req.gid(),
+            |fs, p| fs.create_file_at(p, mode),
+            false,
+        );
+        let result = found.and_then(|f| {
+            let attr = self.fs.attr_of(&f)?;
+            self.fs.remember(&f);
+            let (file, _) = self
+                .fs
+                .open_file(f.id, flags & !libc::O_TRUNC, false)?
+                .ok_or(FsError::UnknownInode(f.id))?;
+            Ok((f, attr, file))
+        });
+        match result {
+            Ok((found, attr, file)) => {
+                match self.backing_for(found.id, &file, false, |f| reply.open_backing(f)) {
+                    Ok(Some(backing)) => {
+                        let fh = self.add_handle(Handle::File {
+                            file,
+                            _backing: Some(backing.clone()),
+                            lower: false,
+                        });
+                        reply.created_passthrough(
+                            &TTL,
+                            &file_attr(&attr),
+                            Generation(0),
+                            FileHandle(fh),
+                            FopenFlags::empty(),
+                            &backing,
+                        );
+                    }
+                    _ => {
+                        let fh = self.add_handle(Handle::File {
+                            file,
+                            _backing: None,
+                            lower: false,
+                        });
+                        reply.created(
+                            &TTL,
+                            &file_attr(&attr),
+                            Generation(0),
+                            FileHandle(fh),
+                            FopenFlags::empty(),
+                        );
+                    }
+                }
+            }
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+}
+
+fn xattr_reply(value: Result<Vec<u8>, FsError>, size: u32, reply: ReplyXattr) {
+    match value {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(err(&e)),
+    }
+}

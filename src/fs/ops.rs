@@ -1,0 +1,1028 @@
+//! The union filesystem's operations, independent of FUSE's reply types.
+
+use super::FsError;
+use super::upper::{LowerMeta, Upper, is_private_xattr, join, parent_of, rel};
+use crate::index::{Index, NodeKind};
+use crate::model::Ino;
+use crate::store::Store;
+use crate::sys::Mapped;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Mutex, OnceLock, RwLock};
+
+/// Node ids of upper entries carry this bit; index inode numbers never do.
+pub const UPPER_BIT: u64 = 1 << 62;
+
+/// A node the kernel holds: where it is, and which lower inode (if any) shows through there.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Every path known for this node (hardlinks have several); the first is used.
+    pub paths: Vec<Vec<u8>>,
+    /// The lower inode visible at the path: a lower-only entry, or the lower side of a merged
+    /// directory. `None` for upper entries and opaque directories.
+    pub lower: Option<Ino>,
+    pub lookups: u64,
+}
+
+/// What a name resolves to.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: u64,
+    pub path: Vec<u8>,
+    pub lower: Option<Ino>,
+    pub upper: Option<Stat>,
+}
+
+/// Attributes of an entry, independent of fuser's types.
+#[derive(Debug, Clone)]
+pub struct Attr {
+    pub id: u64,
+    pub kind: FileType,
+    pub mode: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub rdev: u64,
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+}
+
+/// One container's union filesystem.
+pub struct UnionFs {
+    pub(super) index: Index<Mapped>,
+    pub(super) store: Store,
+    pub(super) upper: Upper,
+    pub(super) nodes: RwLock<HashMap<u64, Node>>,
+    /// Serialises changes to the upper directory's namespace (create, unlink, rename, copy-up).
+    ns: Mutex<()>,
+    /// Lower inode → every path of it, for lower hardlinks (built at the first copy-up of one).
+    lower_links: OnceLock<HashMap<u64, Vec<Vec<u8>>>>,
+}
+
+fn errno(e: rustix::io::Errno, path: &[u8]) -> FsError {
+    FsError::Io {
+        path: String::from_utf8_lossy(path).into_owned(),
+        errno: e.raw_os_error(),
+    }
+}
+
+fn enoent(path: &[u8]) -> FsError {
+    FsError::Io {
+        path: String::from_utf8_lossy(path).into_owned(),
+        errno: libc::ENOENT,
+    }
+}
+
+fn kind_of(kind: &NodeKind<'_>) -> FileType {
+    match kind {
+        NodeKind::Dir { .. } => FileType::Directory,
+        NodeKind::File { .. } => FileType::RegularFile,
+        NodeKind::Symlink { .. } => FileType::Symlink,
+        NodeKind::CharDevice { .. } => FileType::CharacterDevice,
+        NodeKind::BlockDevice { .. } => FileType::BlockDevice,
+        NodeKind::Fifo => FileType::Fifo,
+    }
+}
+
+impl UnionFs {
+    pub fn new(index: Index<Mapped>, store: Store, upper: Upper) -> Self {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            1,
+            Node {
+                paths: vec![Vec::new()],
+                lower: Some(Ino::ROOT),
+                lookups: 1,
+            },
+        );
+        UnionFs {
+            index,
+            store,
+            upper,
+            nodes: RwLock::new(nodes),
+            ns: Mutex::new(()),
+            lower_links: OnceLock::new(),
+        }
+    }
+
+    pub(super) fn lock_ns(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node `id`: its first path and its lower inode.
+    pub fn node(&self, id: u64) -> Result<(Vec<u8>, Option<Ino>), FsError> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        let node = nodes.get(&id).ok_or(FsError::UnknownInode(id))?;
+        let path = node
+            .paths
+            .first()
+            .cloned()
+            .ok_or(FsError::UnknownInode(id))?;
+        Ok((path, node.lower))
+    }
+
+    /// Resolves `name` in the directory node `parent`.
+    pub fn child(&self, parent: u64, name: &[u8]) -> Result<Found, FsError> {
+        let (parent_path, parent_lower) = self.node(parent)?;
+        self.child_of(&parent_path, parent_lower, name)
+    }
+
+    pub(super) fn child_of(
+        &self,
+        parent_path: &[u8],
+        parent_lower: Option<Ino>,
+        name: &[u8],
+    ) -> Result<Found, FsError> {
+        let path = join(parent_path, name);
+        let lower_child = parent_lower.and_then(|p| self.index.lookup(p, name));
+        match self.upper.stat(&path)? {
+            Some(st) if Upper::is_whiteout(&st) => Err(enoent(&path)),
+            Some(st) => {
+                let merged = Upper::is_dir(&st)
+                    && lower_child.is_some_and(|l| {
+                        matches!(
+                            self.index.inode(l).map(|i| i.kind),
+                            Some(NodeKind::Dir { .. })
+                        )
+                    })
+                    && !self.upper.is_opaque(&path);
+                let (id, lower) = match (merged, lower_child) {
+                    (true, Some(l)) => (l.0, Some(l)),
+                    _ => (UPPER_BIT | st.st_ino, None),
+                };
+                Ok(Found {
+                    id,
+                    path,
+                    lower,
+                    upper: Some(st),
+                })
+            }
+            None => match lower_child {
+                Some(l) => Ok(Found {
+                    id: l.0,
+                    path,
+                    lower: Some(l),
+                    upper: None,
+                }),
+                None => Err(enoent(&path)),
+            },
+        }
+    }
+
+    /// Counts one more kernel reference to the node of `found`.
+    pub fn remember(&self, found: &Found) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let node = nodes.entry(found.id).or_insert_with(|| Node {
+            paths: Vec::new(),
+            lower: found.lower,
+            lookups: 0,
+        });
+        node.lookups += 1;
+        node.lower = found.lower;
+        if let Some(i) = node.paths.iter().position(|p| *p == found.path) {
+            node.paths.swap(0, i);
+        } else {
+            node.paths.insert(0, found.path.clone());
+        }
+    }
+
+    pub fn forget(&self, id: u64, n: u64) {
+        if id == 1 {
+            return;
+        }
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = nodes.get_mut(&id) {
+            node.lookups = node.lookups.saturating_sub(n);
+            if node.lookups == 0 {
+                nodes.remove(&id);
+            }
+        }
+    }
+
+    /// The attributes of a resolved entry.
+    pub fn attr_of(&self, found: &Found) -> Result<Attr, FsError> {
+        match &found.upper {
+            Some(st) => Ok(stat_attr(found.id, st)),
+            None => {
+                let ino = found.lower.ok_or_else(|| enoent(&found.path))?;
+                self.lower_attr(found.id, ino)
+            }
+        }
+    }
+
+    fn lower_attr(&self, id: u64, ino: Ino) -> Result<Attr, FsError> {
+        let inode = self.index.inode(ino).ok_or(FsError::CorruptIndex(ino.0))?;
+        let size = inode.size();
+        let rdev = match inode.kind {
+            NodeKind::CharDevice { major, minor } | NodeKind::BlockDevice { major, minor } => {
+                rustix::fs::makedev(major, minor)
+            }
+            _ => 0,
+        };
+        let t = (inode.mtime_sec, inode.mtime_nsec);
+        Ok(Attr {
+            id,
+            kind: kind_of(&inode.kind),
+            mode: inode.mode,
+            nlink: inode.nlink,
+            uid: inode.uid,
+            gid: inode.gid,
+            size,
+            blocks: size.div_ceil(512),
+            rdev,
+            atime: t,
+            mtime: t,
+            ctime: t,
+        })
+    }
+
+    /// The current attributes of node `id` (its path may have changed state since lookup).
+    pub fn getattr(&self, id: u64) -> Result<Attr, FsError> {
+        let (path, lower) = self.node(id)?;
+        match self.upper.stat(&path)? {
+            Some(st) if !Upper::is_whiteout(&st) => Ok(stat_attr(id, &st)),
+            _ => match lower {
+                Some(ino) => self.lower_attr(id, ino),
+                None => Err(enoent(&path)),
+            },
+        }
+    }
+
+    /// Whether the upper directory holds (a non-whiteout) `path`.
+    pub(super) fn in_upper(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
+        Ok(self.upper.stat(path)?.filter(|st| !Upper::is_whiteout(st)))
+    }
+
+    /// The lower inode a lower-only `path` has, walking the index from the root.
+    fn lower_path(&self, path: &[u8]) -> Option<Ino> {
+        path.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .try_fold(Ino::ROOT, |ino, name| self.index.lookup(ino, name))
+    }
+
+    /// Makes sure the directory `path` exists in the upper dir, copying up its parents first.
+    pub(super) fn ensure_upper_dir(&self, path: &[u8]) -> Result<(), FsError> {
+        if let Some(st) = self.upper.stat(path)? {
+            return if Upper::is_dir(&st) {
+                Ok(())
+            } else {
+                Err(FsError::refused(
+                    String::from_utf8_lossy(path),
+                    libc::ENOTDIR,
+                ))
+            };
+        }
+        let (parent, _) = parent_of(path);
+        self.ensure_upper_dir(parent)?;
+        let ino = self.lower_path(path).ok_or_else(|| enoent(path))?;
+        let (meta, _) = LowerMeta::of(&self.index, ino)?;
+        self.upper.mkdir_like(path, &meta)
+    }
+
+    /// Copies the lower entry `ino` at `path` up, unless the upper dir already has it; the
+    /// other names of a lower hardlink are linked to the copy, so it stays one inode.
+    pub(super) fn copy_up(
+        &self,
+        path: &[u8],
+        ino: Option<Ino>,
+        with_data: bool,
+    ) -> Result<(), FsError> {
+        if self.in_upper(path)?.is_some() {
+            return Ok(());
+        }
+        let ino = ino.ok_or_else(|| enoent(path))?;
+        let (parent, _) = parent_of(path);
+        self.ensure_upper_dir(parent)?;
+        let (meta, kind) = LowerMeta::of(&self.index, ino)?;
+        self.upper.remove_whiteout(path)?;
+        self.upper
+            .copy_up_entry(path, &kind, &meta, &self.store, with_data)?;
+        let nlink = self.index.inode(ino).map_or(1, |i| i.nlink);
+        if matches!(kind, NodeKind::File { .. }) && nlink > 1 {
+            let links = self.lower_links.get_or_init(|| self.collect_lower_links());
+            for other in links.get(&ino.0).into_iter().flatten() {
+                if other.as_slice() != path && self.lower_visible(other) == Some(ino) {
+                    let (other_parent, _) = parent_of(other);
+                    self.ensure_upper_dir(other_parent)?;
+                    rustix::fs::linkat(
+                        self.upper.root_fd(),
+                        rel(path),
+                        self.upper.root_fd(),
+                        rel(other),
+                        AtFlags::empty(),
+                    )
+                    .map_err(|e| errno(e, other))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn collect_lower_links(&self) -> HashMap<u64, Vec<Vec<u8>>> {
+        let mut out: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+        self.index.walk(|path, ino| {
+            if let Some(inode) = self.index.inode(ino)
+                && inode.nlink > 1
+                && matches!(inode.kind, NodeKind::File { .. })
+            {
+                out.entry(ino.0).or_default().push(path.to_vec());
+            }
+        });
+        out
+    }
+
+    /// The lower inode visible at `path` through the upper dir (None if the upper dir hides
+    /// it, or has its own entry there).
+    fn lower_visible(&self, path: &[u8]) -> Option<Ino> {
+        let mut ino = Ino::ROOT;
+        let mut walked: Vec<u8> = Vec::new();
+        for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            walked = join(&walked, name);
+            ino = self.index.lookup(ino, name)?;
+            match self.upper.stat(&walked).ok()? {
+                None => {}
+                Some(st)
+                    if Upper::is_dir(&st)
+                        && walked.len() < path.len()
+                        && !self.upper.is_opaque(&walked) => {}
+                Some(_) => return None,
+            }
+        }
+        Some(ino)
+    }
+
+    /// Copies a whole lower (or merged) directory tree up, then marks it opaque: what a
+    /// rename of a lower directory needs.
+    pub(super) fn copy_up_tree(&self, path: &[u8], ino: Option<Ino>) -> Result<(), FsError> {
+        self.ensure_upper_dir(path)?;
+        if let Some(ino) = ino
+            && !self.upper.is_opaque(path)
+        {
+            let children: Vec<(Vec<u8>, Ino)> = self
+                .index
+                .children(ino)
+                .into_iter()
+                .flatten()
+                .map(|(n, i)| (n.to_vec(), i))
+                .collect();
+            for (name, child) in children {
+                let child_path = join(path, &name);
+                let is_dir = matches!(
+                    self.index.inode(child).map(|i| i.kind),
+                    Some(NodeKind::Dir { .. })
+                );
+                match self.upper.stat(&child_path)? {
+                    Some(st)
+                        if Upper::is_dir(&st) && is_dir && !self.upper.is_opaque(&child_path) =>
+                    {
+                        self.copy_up_tree(&child_path, Some(child))?
+                    }
+                    Some(_) => {}
+                    None if is_dir => self.copy_up_tree(&child_path, Some(child))?,
+                    None => self.copy_up(&child_path, Some(child), true)?,
+                }
+            }
+        }
+        self.upper.set_opaque(path)
+    }
+
+    /// The merged entries of the directory at `path`: (name, kind, lower inode if lower-only).
+    pub fn list_dir(
+        &self,
+        path: &[u8],
+        lower: Option<Ino>,
+    ) -> Result<Vec<(Vec<u8>, FileType)>, FsError> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        if self.in_upper(path)?.is_some() {
+            for (name, st) in self.upper.list(path)? {
+                if !Upper::is_whiteout(&st) {
+                    out.push((name.clone(), FileType::from_raw_mode(st.st_mode)));
+                }
+                seen.insert(name);
+            }
+        }
+        if let Some(ino) = lower {
+            for (name, child) in self.index.children(ino).into_iter().flatten() {
+                if !seen.contains(name)
+                    && let Some(inode) = self.index.inode(child)
+                {
+                    out.push((name.to_vec(), kind_of(&inode.kind)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn readlink(&self, id: u64) -> Result<Vec<u8>, FsError> {
+        let (path, lower) = self.node(id)?;
+        if self.in_upper(&path)?.is_some() {
+            let target = rustix::fs::readlinkat(self.upper.root_fd(), rel(&path), Vec::new())
+                .map_err(|e| errno(e, &path))?;
+            return Ok(target.into_bytes());
+        }
+        let ino = lower.ok_or_else(|| enoent(&path))?;
+        match self.index.inode(ino).map(|i| i.kind) {
+            Some(NodeKind::Symlink { target }) => Ok(target.to_vec()),
+            _ => Err(FsError::refused(
+                String::from_utf8_lossy(&path),
+                libc::EINVAL,
+            )),
+        }
+    }
+
+    /// Opens the file behind node `id` for the kernel: the store object for reads of a lower
+    /// file, else the upper file (copied up first for a write). `Ok(None)` means "copied up
+    /// while lower handles are open: answer ESTALE so the kernel looks the name up again".
+    pub fn open_file(
+        &self,
+        id: u64,
+        flags: i32,
+        lower_open: bool,
+    ) -> Result<Option<(File, bool)>, FsError> {
+        let (path, lower) = self.node(id)?;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if self.in_upper(&path)?.is_none() {
+            let ino = lower.ok_or_else(|| enoent(&path))?;
+            if !writes {
+                if let Some(NodeKind::File { digest, .. }) = self.index.inode(ino).map(|i| i.kind) {
+                    let file = self
+                        .store
+                        .open_object(&digest)
+                        .map_err(|e| FsError::Store(e.to_string()))?;
+                    return Ok(Some((file, true)));
+                }
+                return Err(FsError::refused(
+                    String::from_utf8_lossy(&path),
+                    libc::EINVAL,
+                ));
+            }
+            let _ns = self.lock_ns();
+            self.copy_up(&path, Some(ino), flags & libc::O_TRUNC == 0)?;
+            if lower_open {
+                return Ok(None);
+            }
+        }
+        let fd: OwnedFd = rustix::fs::openat(
+            self.upper.root_fd(),
+            rel(&path),
+            OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .or_else(|_| {
+            rustix::fs::openat(
+                self.upper.root_fd(),
+                rel(&path),
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
+        })
+        .map_err(|e| errno(e, &path))?;
+        if flags & libc::O_TRUNC != 0 && writes {
+            rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, &path))?;
+        }
+        Ok(Some((File::from(fd), false)))
+    }
+
+    /// Gives a new upper entry the caller's owner (and a setgid parent's group).
+    fn own(&self, path: &[u8], uid: u32, gid: u32) -> Result<(), FsError> {
+        let (parent, _) = parent_of(path);
+        let gid = match self.upper.stat(parent)? {
+            Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
+            _ => gid,
+        };
+        rustix::fs::chownat(
+            self.upper.root_fd(),
+            rel(path),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| errno(e, path))
+    }
+
+    /// Prepares `name` in `parent` for a new entry: parent copied up, a whiteout removed.
+    /// Returns the path and whether a lower entry exists under that name.
+    fn prepare_new(&self, parent: u64, name: &[u8]) -> Result<(Vec<u8>, bool), FsError> {
+        let (parent_path, parent_lower) = self.node(parent)?;
+        if self.child_of(&parent_path, parent_lower, name).is_ok() {
+            return Err(FsError::refused(
+                String::from_utf8_lossy(&join(&parent_path, name)),
+                libc::EEXIST,
+            ));
+        }
+        self.ensure_upper_dir(&parent_path)?;
+        let path = join(&parent_path, name);
+        self.upper.remove_whiteout(&path)?;
+        let lower_exists = parent_lower
+            .and_then(|p| self.index.lookup(p, name))
+            .is_some();
+        Ok((path, lower_exists))
+    }
+
+    /// Creates a new entry with `make`, owns it, and resolves it.
+    pub fn create_entry(
+        &self,
+        parent: u64,
+        name: &[u8],
+        uid: u32,
+        gid: u32,
+        make: impl FnOnce(&Self, &[u8]) -> Result<(), FsError>,
+        dir: bool,
+    ) -> Result<Found, FsError> {
+        let _ns = self.lock_ns();
+        let (path, lower_exists) = self.prepare_new(parent, name)?;
+        make(self, &path)?;
+        self.own(&path, uid, gid)?;
+        if dir && lower_exists {
+            self.upper.set_opaque(&path)?;
+        }
+        let (parent_path, parent_lower) = self.node(parent)?;
+        self.child_of(&parent_path, parent_lower, name)
+    }
+
+    pub fn mknod_at(&self, path: &[u8], mode: u32, rdev: u64) -> Result<(), FsError> {
+        let ft = FileType::from_raw_mode(mode);
+        rustix::fs::mknodat(
+            self.upper.root_fd(),
+            rel(path),
+            ft,
+            Mode::from_raw_mode(mode & 0o7777),
+            rdev,
+        )
+        .map_err(|e| errno(e, path))
+    }
+
+    pub fn mkdir_at(&self, path: &[u8], mode: u32) -> Result<(), FsError> {
+        rustix::fs::mkdirat(
+            self.upper.root_fd(),
+            rel(path),
+            Mode::from_raw_mode(mode & 0o7777),
+        )
+        .map_err(|e| errno(e, path))?;
+        let (parent, _) = parent_of(path);
+        if let Some(st) = self.upper.stat(parent)?
+            && st.st_mode & libc::S_ISGID != 0
+        {
+            rustix::fs::chmodat(
+                self.upper.root_fd(),
+                rel(path),
+                Mode::from_raw_mode((mode & 0o7777) | libc::S_ISGID),
+                AtFlags::empty(),
+            )
+            .map_err(|e| errno(e, path))?;
+        }
+        Ok(())
+    }
+
+    pub fn symlink_at(&self, path: &[u8], target: &[u8]) -> Result<(), FsError> {
+        rustix::fs::symlinkat(OsStr::from_bytes(target), self.upper.root_fd(), rel(path))
+            .map_err(|e| errno(e, path))
+    }
+
+    pub fn create_file_at(&self, path: &[u8], mode: u32) -> Result<(), FsError> {
+        rustix::fs::openat(
+            self.upper.root_fd(),
+            rel(path),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode & 0o7777),
+        )
+        .map(drop)
+        .map_err(|e| errno(e, path))
+    }
+
+    /// Removes a name; a lower entry under it is then hidden by a whiteout.
+    pub fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), FsError> {
+        let _ns = self.lock_ns();
+        let (parent_path, parent_lower) = self.node(parent)?;
+        let found = self.child_of(&parent_path, parent_lower, name)?;
+        let is_dir = found.upper.as_ref().map_or_else(
+            || {
+                matches!(
+                    found
+                        .lower
+                        .and_then(|l| self.index.inode(l))
+                        .map(|i| i.kind),
+                    Some(NodeKind::Dir { .. })
+                )
+            },
+            Upper::is_dir,
+        );
+        match (dir, is_dir) {
+            (true, false) => {
+                return Err(FsError::refused(
+                    String::from_utf8_lossy(&found.path),
+                    libc::ENOTDIR,
+                ));
+            }
+            (false, true) => {
+                return Err(FsError::refused(
+                    String::from_utf8_lossy(&found.path),
+                    libc::EISDIR,
+                ));
+            }
+            _ => {}
+        }
+        if dir {
+            if !self.list_dir(&found.path, found.lower)?.is_empty() {
+                return Err(FsError::refused(
+                    String::from_utf8_lossy(&found.path),
+                    libc::ENOTEMPTY,
+                ));
+            }
+            if found.upper.is_some() {
+                for (child, _) in self.upper.list(&found.path)? {
+                    self.upper.unlink(&join(&found.path, &child), false)?;
+                }
+            }
+        }
+        if found.upper.is_some() {
+            self.upper.unlink(&found.path, dir)?;
+        }
+        if parent_lower
+            .and_then(|p| self.index.lookup(p, name))
+            .is_some()
+        {
+            self.ensure_upper_dir(&parent_path)?;
+            self.upper.whiteout(&found.path)?;
+        }
+        self.forget_path(&found.path);
+        Ok(())
+    }
+
+    /// Drops `path` (and paths below it) from the nodes that had it.
+    fn forget_path(&self, path: &[u8]) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        for node in nodes.values_mut() {
+            if node.paths.len() > 1 {
+                node.paths.retain(|p| p.as_slice() != path);
+            }
+        }
+    }
+
+    /// Moves node paths from `from` (and below) to `to`.
+    fn move_paths(&self, from: &[u8], to: &[u8], exchange: bool) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let swap = |p: &Vec<u8>, a: &[u8], b: &[u8]| -> Option<Vec<u8>> {
+            if p.as_slice() == a {
+                Some(b.to_vec())
+            } else if p.starts_with(a) && p.get(a.len()) == Some(&b'/') {
+                let mut out = b.to_vec();
+                out.extend_from_slice(&p[a.len()..]);
+                Some(out)
+            } else {
+                None
+            }
+        };
+        for node in nodes.values_mut() {
+            for p in node.paths.iter_mut() {
+                if let Some(moved) = swap(p, from, to) {
+                    *p = moved;
+                } else if exchange && let Some(moved) = swap(p, to, from) {
+                    *p = moved;
+                }
+            }
+        }
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), FsError> {
+        let _ns = self.lock_ns();
+        let (src_parent, src_parent_lower) = self.node(parent)?;
+        let (dst_parent, dst_parent_lower) = self.node(new_parent)?;
+        let src = self.child_of(&src_parent, src_parent_lower, name)?;
+        let dst = self.child_of(&dst_parent, dst_parent_lower, new_name).ok();
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
+            return Err(FsError::refused(
+                String::from_utf8_lossy(&join(&dst_parent, new_name)),
+                libc::EEXIST,
+            ));
+        }
+        if exchange && dst.is_none() {
+            return Err(enoent(&join(&dst_parent, new_name)));
+        }
+        let dst_path = join(&dst_parent, new_name);
+        let is_dir = |f: &Found| {
+            f.upper.as_ref().map_or_else(
+                || {
+                    matches!(
+                        f.lower.and_then(|l| self.index.inode(l)).map(|i| i.kind),
+                        Some(NodeKind::Dir { .. })
+                    )
+                },
+                Upper::is_dir,
+            )
+        };
+        let src_dir = is_dir(&src);
+        let make_upper = |f: &Found| -> Result<(), FsError> {
+            if is_dir(f) {
+                if f.lower.is_some() {
+                    self.copy_up_tree(&f.path, f.lower)
+                } else {
+                    Ok(())
+                }
+            } else {
+                self.copy_up(&f.path, f.lower, true)
+            }
+        };
+        if let Some(d) = &dst
+            && !exchange
+        {
+            match (src_dir, is_dir(d)) {
+                (false, true) => {
+                    return Err(FsError::refused(
+                        String::from_utf8_lossy(&dst_path),
+                        libc::EISDIR,
+                    ));
+                }
+                (true, false) => {
+                    return Err(FsError::refused(
+                        String::from_utf8_lossy(&dst_path),
+                        libc::ENOTDIR,
+                    ));
+                }
+                (true, true) if !self.list_dir(&d.path, d.lower)?.is_empty() => {
+                    return Err(FsError::refused(
+                        String::from_utf8_lossy(&dst_path),
+                        libc::ENOTEMPTY,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        make_upper(&src)?;
+        if exchange && let Some(d) = &dst {
+            make_upper(d)?;
+        }
+        self.ensure_upper_dir(&dst_parent)?;
+        let src_lower = src_parent_lower
+            .and_then(|p| self.index.lookup(p, name))
+            .is_some();
+        let dst_lower = dst_parent_lower
+            .and_then(|p| self.index.lookup(p, new_name))
+            .is_some();
+        let root = self.upper.root_fd();
+        if exchange {
+            rustix::fs::renameat_with(
+                &root,
+                rel(&src.path),
+                &root,
+                rel(&dst_path),
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .map_err(|e| errno(e, &src.path))?;
+        } else {
+            match self.upper.stat(&dst_path)? {
+                Some(st) if Upper::is_whiteout(&st) => self.upper.unlink(&dst_path, false)?,
+                Some(st) if Upper::is_dir(&st) => {
+                    // An empty merged dir may still hold whiteouts: clear them so it can be replaced.
+                    for (child, _) in self.upper.list(&dst_path)? {
+                        self.upper.unlink(&join(&dst_path, &child), false)?;
+                    }
+                }
+                _ => {}
+            }
+            let flags = if src_lower {
+                rustix::fs::RenameFlags::WHITEOUT
+            } else {
+                rustix::fs::RenameFlags::empty()
+            };
+            rustix::fs::renameat_with(&root, rel(&src.path), &root, rel(&dst_path), flags)
+                .map_err(|e| errno(e, &src.path))?;
+        }
+        if src_dir && dst_lower {
+            self.upper.set_opaque(&dst_path)?;
+        }
+        if exchange && dst.as_ref().is_some_and(is_dir) && src_lower {
+            self.upper.set_opaque(&src.path)?;
+        }
+        self.move_paths(&src.path, &dst_path, exchange);
+        // A moved directory is now upper-only below: its nodes no longer see lower entries.
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        for node in nodes.values_mut() {
+            if node
+                .paths
+                .first()
+                .is_some_and(|p| p.starts_with(&dst_path) || (exchange && p.starts_with(&src.path)))
+            {
+                node.lower = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new name for node `id`.
+    pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Found, FsError> {
+        let _ns = self.lock_ns();
+        let (path, lower) = self.node(id)?;
+        self.copy_up(&path, lower, true)?;
+        let (new_path, _) = self.prepare_new(new_parent, new_name)?;
+        rustix::fs::linkat(
+            self.upper.root_fd(),
+            rel(&path),
+            self.upper.root_fd(),
+            rel(&new_path),
+            AtFlags::empty(),
+        )
+        .map_err(|e| errno(e, &new_path))?;
+        self.child(new_parent, new_name)
+    }
+
+    /// chmod, chown, truncate and utimens, after copying the entry up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn setattr(
+        &self,
+        id: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<Option<(i64, u32)>>,
+        mtime: Option<Option<(i64, u32)>>,
+        file: Option<&File>,
+    ) -> Result<Attr, FsError> {
+        let (path, lower) = self.node(id)?;
+        {
+            let _ns = self.lock_ns();
+            self.copy_up(&path, lower, size != Some(0))?;
+        }
+        let root = self.upper.root_fd();
+        if let Some(mode) = mode {
+            rustix::fs::chmodat(
+                &root,
+                rel(&path),
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|e| errno(e, &path))?;
+        }
+        if uid.is_some() || gid.is_some() {
+            rustix::fs::chownat(
+                &root,
+                rel(&path),
+                uid.map(rustix::fs::Uid::from_raw),
+                gid.map(rustix::fs::Gid::from_raw),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| errno(e, &path))?;
+        }
+        if let Some(size) = size {
+            match file {
+                Some(f) => rustix::fs::ftruncate(f, size).map_err(|e| errno(e, &path))?,
+                None => {
+                    let fd = rustix::fs::openat(
+                        &root,
+                        rel(&path),
+                        OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| errno(e, &path))?;
+                    rustix::fs::ftruncate(&fd, size).map_err(|e| errno(e, &path))?;
+                }
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            let spec = |t: Option<Option<(i64, u32)>>| match t {
+                None => rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+                Some(None) => rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+                Some(Some((s, n))) => rustix::fs::Timespec {
+                    tv_sec: s,
+                    tv_nsec: n as _,
+                },
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: spec(atime),
+                last_modification: spec(mtime),
+            };
+            rustix::fs::utimensat(&root, rel(&path), &times, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| errno(e, &path))?;
+        }
+        self.getattr(id)
+    }
+
+    pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        let (path, lower) = self.node(id)?;
+        if is_private_xattr(name) {
+            return Err(FsError::refused("overlay xattr", libc::ENODATA));
+        }
+        if self.in_upper(&path)?.is_some() {
+            let full = self.upper.root.join(rel(&path));
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = rustix::fs::lgetxattr(&full, OsStr::from_bytes(name), &mut buf[..])
+                .map_err(|e| errno(e, &path))?;
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        let ino = lower.ok_or_else(|| enoent(&path))?;
+        let inode = self.index.inode(ino).ok_or(FsError::CorruptIndex(ino.0))?;
+        let xattrs = self
+            .index
+            .xattrs(&inode)
+            .map_err(|_| FsError::CorruptIndex(ino.0))?;
+        xattrs
+            .into_iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value)
+            .ok_or_else(|| FsError::refused("xattr", libc::ENODATA))
+    }
+
+    pub fn listxattr(&self, id: u64) -> Result<Vec<u8>, FsError> {
+        let (path, lower) = self.node(id)?;
+        let names: Vec<Vec<u8>> = if self.in_upper(&path)?.is_some() {
+            crate::sys::xattrs(&self.upper.root.join(rel(&path)))
+                .map_err(|e| FsError::Io {
+                    path: String::from_utf8_lossy(&path).into_owned(),
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                })?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        } else {
+            let ino = lower.ok_or_else(|| enoent(&path))?;
+            let inode = self.index.inode(ino).ok_or(FsError::CorruptIndex(ino.0))?;
+            self.index
+                .xattrs(&inode)
+                .map_err(|_| FsError::CorruptIndex(ino.0))?
+                .into_iter()
+                .map(|x| x.name)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for name in names.into_iter().filter(|n| !is_private_xattr(n)) {
+            out.extend_from_slice(&name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(
+        &self,
+        id: u64,
+        name: &[u8],
+        value: Option<&[u8]>,
+        flags: i32,
+    ) -> Result<(), FsError> {
+        if is_private_xattr(name) {
+            return Err(FsError::refused("overlay xattr", libc::EPERM));
+        }
+        let (path, lower) = self.node(id)?;
+        {
+            let _ns = self.lock_ns();
+            self.copy_up(&path, lower, true)?;
+        }
+        let full = self.upper.root.join(rel(&path));
+        let key = OsStr::from_bytes(name);
+        match value {
+            Some(v) => rustix::fs::lsetxattr(
+                &full,
+                key,
+                v,
+                rustix::fs::XattrFlags::from_bits_retain(flags as u32),
+            ),
+            None => rustix::fs::lremovexattr(&full, key),
+        }
+        .map_err(|e| errno(e, &path))
+    }
+
+    pub fn statfs(&self) -> Result<rustix::fs::StatVfs, FsError> {
+        rustix::fs::fstatvfs(self.upper.root_fd()).map_err(|e| errno(e, b""))
+    }
+}
+
+/// Attributes from an upper `stat`, reported under node id `id`.
+pub fn stat_attr(id: u64, st: &Stat) -> Attr {
+    Attr {
+        id,
+        kind: FileType::from_raw_mode(st.st_mode),
+        mode: st.st_mode & 0o7777,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        rdev: st.st_rdev,
+        atime: (st.st_atime, st.st_atime_nsec as u32),
+        mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+        ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+    }
+}

@@ -1,0 +1,363 @@
+//! The container's upper directory, in overlayfs's format: entries by path relative to the
+//! upper root, whiteouts (char device 0/0), opaque markers (`trusted.overlay.opaque=y`), and
+//! copy-up of lower entries through the work directory (same filesystem, atomic rename).
+
+use super::FsError;
+use crate::index::{Index, NodeKind};
+use crate::model::Ino;
+use crate::store::Store;
+use crate::sys::Mapped;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Whether an xattr name belongs to overlayfs's own bookkeeping (hidden from users).
+pub fn is_private_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// The upper and work directories of one container.
+pub struct Upper {
+    pub root: PathBuf,
+    root_fd: OwnedFd,
+    work_fd: OwnedFd,
+    tmp_counter: AtomicU64,
+}
+
+/// A path relative to the upper root, as rustix wants it ("." for the root).
+pub fn rel(path: &[u8]) -> &OsStr {
+    if path.is_empty() {
+        OsStr::new(".")
+    } else {
+        OsStr::from_bytes(path)
+    }
+}
+
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = parent.to_vec();
+    if !out.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+pub fn parent_of(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[][..], path),
+    }
+}
+
+fn io(path: &[u8], e: rustix::io::Errno) -> FsError {
+    FsError::Io {
+        path: String::from_utf8_lossy(path).into_owned(),
+        errno: e.raw_os_error(),
+    }
+}
+
+impl Upper {
+    pub fn open(root: &Path, work: &Path) -> Result<Self, FsError> {
+        let dir = |p: &Path| {
+            rustix::fs::open(
+                p,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io(p.as_os_str().as_bytes(), e))
+        };
+        Ok(Upper {
+            root: root.to_path_buf(),
+            root_fd: dir(root)?,
+            work_fd: dir(work)?,
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn root_fd(&self) -> impl AsFd + '_ {
+        self.root_fd.as_fd()
+    }
+
+    /// The upper entry at `path`, if any (whiteouts included).
+    pub fn stat(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
+        match rustix::fs::statat(&self.root_fd, rel(path), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(io(path, e)),
+        }
+    }
+
+    pub fn is_whiteout(st: &Stat) -> bool {
+        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+    }
+
+    pub fn is_dir(st: &Stat) -> bool {
+        FileType::from_raw_mode(st.st_mode) == FileType::Directory
+    }
+
+    pub fn is_opaque(&self, path: &[u8]) -> bool {
+        let full = self.root.join(rel(path));
+        let mut buf = [0u8; 4];
+        matches!(rustix::fs::lgetxattr(&full, OPAQUE_XATTR, &mut buf[..]), Ok(1) if buf[0] == b'y')
+    }
+
+    pub fn set_opaque(&self, path: &[u8]) -> Result<(), FsError> {
+        let full = self.root.join(rel(path));
+        rustix::fs::lsetxattr(&full, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+            .map_err(|e| io(path, e))
+    }
+
+    pub fn whiteout(&self, path: &[u8]) -> Result<(), FsError> {
+        rustix::fs::mknodat(
+            &self.root_fd,
+            rel(path),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .map_err(|e| io(path, e))
+    }
+
+    /// Removes whatever is at `path` if it is a whiteout.
+    pub fn remove_whiteout(&self, path: &[u8]) -> Result<bool, FsError> {
+        match self.stat(path)? {
+            Some(st) if Self::is_whiteout(&st) => {
+                rustix::fs::unlinkat(&self.root_fd, rel(path), AtFlags::empty())
+                    .map_err(|e| io(path, e))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub fn unlink(&self, path: &[u8], dir: bool) -> Result<(), FsError> {
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        rustix::fs::unlinkat(&self.root_fd, rel(path), flags).map_err(|e| io(path, e))
+    }
+
+    /// Lists an upper directory: (name, stat) per entry.
+    pub fn list(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Stat)>, FsError> {
+        let fd = rustix::fs::openat(
+            &self.root_fd,
+            rel(path),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(path, e))?;
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| io(path, e))?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| io(path, e))?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let st = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io(path, e))?;
+            out.push((name.to_vec(), st));
+        }
+        Ok(out)
+    }
+
+    /// A fresh name in the work directory.
+    fn tmp_name(&self) -> Vec<u8> {
+        format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            self.tmp_counter.fetch_add(1, Ordering::Relaxed)
+        )
+        .into_bytes()
+    }
+
+    /// Moves a finished entry from the work directory to `path`.
+    fn install(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
+        rustix::fs::renameat(&self.work_fd, rel(tmp), &self.root_fd, rel(path))
+            .map_err(|e| io(path, e))
+    }
+
+    /// Applies owner, mode, xattrs and mtime to an entry at `path` under `dirfd`.
+    fn apply_meta(
+        &self,
+        dirfd: impl AsFd,
+        name: &[u8],
+        full: &Path,
+        meta: &LowerMeta,
+        kind: FileType,
+    ) -> Result<(), FsError> {
+        let dirfd = dirfd.as_fd();
+        rustix::fs::chownat(
+            dirfd,
+            rel(name),
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io(name, e))?;
+        if kind != FileType::Symlink {
+            rustix::fs::chmodat(
+                dirfd,
+                rel(name),
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| io(name, e))?;
+        }
+        for (k, v) in &meta.xattrs {
+            let key = OsStr::from_bytes(k);
+            rustix::fs::lsetxattr(full, key, v, rustix::fs::XattrFlags::empty())
+                .map_err(|e| io(name, e))?;
+        }
+        let t = Timespec {
+            tv_sec: meta.mtime_sec,
+            tv_nsec: meta.mtime_nsec as _,
+        };
+        rustix::fs::utimensat(
+            dirfd,
+            rel(name),
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io(name, e))
+    }
+
+    /// Creates the upper directory `path` with the metadata of its lower directory.
+    pub fn mkdir_like(&self, path: &[u8], meta: &LowerMeta) -> Result<(), FsError> {
+        let tmp = self.tmp_name();
+        rustix::fs::mkdirat(&self.work_fd, rel(&tmp), Mode::from_raw_mode(0o700))
+            .map_err(|e| io(path, e))?;
+        let full = self.work_path(&tmp);
+        self.apply_meta(&self.work_fd, &tmp, &full, meta, FileType::Directory)?;
+        self.install(&tmp, path)
+    }
+
+    fn work_path(&self, tmp: &[u8]) -> PathBuf {
+        // The work dir sits beside the upper dir (containers/<name>/work).
+        self.root
+            .parent()
+            .unwrap_or(&self.root)
+            .join("work")
+            .join(OsStr::from_bytes(tmp))
+    }
+
+    /// Copies a lower non-directory entry to `path` (metadata kept; file data from its store
+    /// object unless `with_data` is false, as before a truncation to zero).
+    pub fn copy_up_entry(
+        &self,
+        path: &[u8],
+        kind: &NodeKind<'_>,
+        meta: &LowerMeta,
+        store: &Store,
+        with_data: bool,
+    ) -> Result<(), FsError> {
+        let tmp = self.tmp_name();
+        let full = self.work_path(&tmp);
+        let ft = match kind {
+            NodeKind::File { digest, .. } => {
+                let out = rustix::fs::openat(
+                    &self.work_fd,
+                    rel(&tmp),
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io(path, e))?;
+                if with_data {
+                    let mut src = store
+                        .open_object(digest)
+                        .map_err(|e| FsError::Store(e.to_string()))?;
+                    let mut dst = File::from(out);
+                    std::io::copy(&mut src, &mut dst).map_err(|e| FsError::Io {
+                        path: String::from_utf8_lossy(path).into_owned(),
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    })?;
+                }
+                FileType::RegularFile
+            }
+            NodeKind::Symlink { target } => {
+                rustix::fs::symlinkat(OsStr::from_bytes(target), &self.work_fd, rel(&tmp))
+                    .map_err(|e| io(path, e))?;
+                FileType::Symlink
+            }
+            NodeKind::CharDevice { major, minor } => {
+                let dev = rustix::fs::makedev(*major, *minor);
+                rustix::fs::mknodat(
+                    &self.work_fd,
+                    rel(&tmp),
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o600),
+                    dev,
+                )
+                .map_err(|e| io(path, e))?;
+                FileType::CharacterDevice
+            }
+            NodeKind::BlockDevice { major, minor } => {
+                let dev = rustix::fs::makedev(*major, *minor);
+                rustix::fs::mknodat(
+                    &self.work_fd,
+                    rel(&tmp),
+                    FileType::BlockDevice,
+                    Mode::from_raw_mode(0o600),
+                    dev,
+                )
+                .map_err(|e| io(path, e))?;
+                FileType::BlockDevice
+            }
+            NodeKind::Fifo => {
+                rustix::fs::mknodat(
+                    &self.work_fd,
+                    rel(&tmp),
+                    FileType::Fifo,
+                    Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .map_err(|e| io(path, e))?;
+                FileType::Fifo
+            }
+            NodeKind::Dir { .. } => return self.mkdir_like(path, meta),
+        };
+        self.apply_meta(&self.work_fd, &tmp, &full, meta, ft)?;
+        self.install(&tmp, path)
+    }
+}
+
+/// The metadata of a lower entry, as copy-up applies it.
+pub struct LowerMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl LowerMeta {
+    pub fn of(index: &Index<Mapped>, ino: Ino) -> Result<(Self, NodeKind<'_>), FsError> {
+        let inode = index.inode(ino).ok_or(FsError::CorruptIndex(ino.0))?;
+        let xattrs = index
+            .xattrs(&inode)
+            .map_err(|_| FsError::CorruptIndex(ino.0))?;
+        Ok((
+            LowerMeta {
+                mode: inode.mode,
+                uid: inode.uid,
+                gid: inode.gid,
+                mtime_sec: inode.mtime_sec,
+                mtime_nsec: inode.mtime_nsec,
+                xattrs: xattrs.into_iter().map(|x| (x.name, x.value)).collect(),
+            },
+            inode.kind,
+        ))
+    }
+}
