@@ -179,10 +179,28 @@ impl Upper {
         .into_bytes()
     }
 
-    /// Moves a finished entry from the work directory to `path`.
+    /// Moves a finished entry from the work directory to `path`. A copy-up is not a change
+    /// the user made to the parent directory, so the parent keeps its times.
     fn install(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
+        let (parent, _) = parent_of(path);
+        let before = self.stat(parent)?;
         rustix::fs::renameat(&self.work_fd, rel(tmp), &self.root_fd, rel(path))
-            .map_err(|e| io(path, e))
+            .map_err(|e| io(path, e))?;
+        if let Some(st) = before {
+            let times = Timestamps {
+                last_access: Timespec {
+                    tv_sec: st.st_atime,
+                    tv_nsec: st.st_atime_nsec as _,
+                },
+                last_modification: Timespec {
+                    tv_sec: st.st_mtime,
+                    tv_nsec: st.st_mtime_nsec as _,
+                },
+            };
+            rustix::fs::utimensat(&self.root_fd, rel(parent), &times, AtFlags::empty())
+                .map_err(|e| io(parent, e))?;
+        }
+        Ok(())
     }
 
     /// Applies owner, mode, xattrs and mtime to an entry at `path` under `dirfd`.

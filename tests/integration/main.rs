@@ -5,4 +5,5 @@ mod commands;
 mod crash;
 mod hostile;
 mod import;
+mod mount;
 mod util;

@@ -1,0 +1,552 @@
+//! The FUSE union mount: merged views of real images, the write path compared operation by
+//! operation with kernel overlayfs, copy-up of running binaries, killed daemons, many mounts.
+
+use crate::util::{Layout, Mounted, Overlay, Root, Tree, diff, dump_dir, header, test_images};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tar::EntryType;
+
+fn without_root(mut tree: Tree) -> Tree {
+    tree.remove("");
+    tree
+}
+
+fn assert_mount_equals_unpack(source: &str, unpacked: &str) {
+    let images = test_images();
+    let root = Root::new();
+    root.ok(&[
+        "import",
+        images.join(source).to_str().unwrap(),
+        "--name",
+        "img",
+    ]);
+    let mnt = Mounted::new(&root, "img", "c");
+    let ours = without_root(dump_dir(&mnt.dir));
+    let theirs = without_root(dump_dir(&images.join(unpacked).join("rootfs")));
+    let differences = diff("snapfs mount", &ours, "umoci", &theirs);
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    assert!(ours.len() > 1000);
+}
+
+#[test]
+fn mounted_app_image_equals_umoci_unpack() {
+    assert_mount_equals_unpack("app.oci.tar", "app.unpacked");
+}
+
+#[test]
+fn mounted_python_image_equals_umoci_unpack() {
+    assert_mount_equals_unpack("python.docker.tar", "python.unpacked");
+}
+
+#[test]
+fn python_runs_from_the_mount() {
+    let images = test_images();
+    let root = Root::new();
+    root.ok(&[
+        "import",
+        images.join("app.oci.tar").to_str().unwrap(),
+        "--name",
+        "app",
+    ]);
+    let mnt = Mounted::new(&root, "app", "c");
+    let out = Command::new("chroot")
+        .arg(&mnt.dir)
+        .args(["python3", "/app/hello.py"])
+        .output()
+        .expect("chroot");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from snapfs\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A small image built here, with what union semantics care about: nested dirs, hardlinks,
+/// xattrs, symlinks, devices, fifos, an executable, a whiteout and an opaque dir.
+fn ops_image(root: &Root) {
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, p: &str| {
+        b.append_data(&mut header(EntryType::Directory, 0o755, 0), p, &[][..])
+            .expect("dir")
+    };
+    let file = |b: &mut tar::Builder<Vec<u8>>, p: &str, body: &str, mode: u32| {
+        b.append_data(
+            &mut header(EntryType::Regular, mode, body.len() as u64),
+            p,
+            body.as_bytes(),
+        )
+        .expect("file")
+    };
+    for d in [
+        "etc/",
+        "bin/",
+        "srv/",
+        "mnt/",
+        "usr/",
+        "usr/share/",
+        "usr/share/doc/",
+        "usr/share/doc/a/",
+        "usr/share/doc/b/",
+        "usr/share/doc/b/sub/",
+        "usr/share/doc/c/",
+        "var/",
+        "var/lib/",
+    ] {
+        dir(&mut b, d);
+    }
+    file(&mut b, "etc/hostname", "image\n", 0o644);
+    file(&mut b, "etc/config", "key=value\n", 0o600);
+    file(&mut b, "etc/big", &"0123456789".repeat(5000), 0o644);
+    file(&mut b, "bin/tool", "#!/bin/sh\necho tool\n", 0o755);
+    file(&mut b, "bin/suid", "x", 0o4755);
+    for d in ["a", "b", "b/sub", "c"] {
+        for f in 0..3 {
+            file(
+                &mut b,
+                &format!("usr/share/doc/{d}/f{f}"),
+                &format!("{d} {f}\n"),
+                0o644,
+            );
+        }
+    }
+    file(&mut b, "var/lib/h1", "hardlinked\n", 0o644);
+    b.append_link(
+        &mut header(EntryType::Link, 0o644, 0),
+        "var/lib/h2",
+        "var/lib/h1",
+    )
+    .expect("link");
+    b.append_pax_extensions([("SCHILY.xattr.user.tag", &b"lower"[..])])
+        .expect("pax");
+    file(&mut b, "etc/tagged", "has an xattr\n", 0o644);
+    b.append_link(
+        &mut header(EntryType::Symlink, 0o777, 0),
+        "etc/link",
+        "hostname",
+    )
+    .expect("symlink");
+    b.append_data(&mut header(EntryType::Fifo, 0o644, 0), "var/fifo", &[][..])
+        .expect("fifo");
+    let mut dev = header(EntryType::Char, 0o666, 0);
+    dev.set_device_major(1).expect("major");
+    dev.set_device_minor(3).expect("minor");
+    b.append_data(&mut dev, "var/null", &[][..]).expect("dev");
+    let base = b.into_inner().expect("tar");
+    let mut b = tar::Builder::new(Vec::new());
+    // Parents are listed, as image builders write them (their metadata equals the lower's).
+    for d in [
+        "etc/",
+        "usr/",
+        "usr/share/",
+        "usr/share/doc/",
+        "usr/share/doc/a/",
+    ] {
+        dir(&mut b, d);
+    }
+    file(&mut b, "etc/hostname", "layer two\n", 0o644);
+    file(&mut b, "usr/share/doc/a/.wh.f0", "", 0o644);
+    dir(&mut b, "usr/share/doc/c/");
+    file(&mut b, "usr/share/doc/c/.wh..wh..opq", "", 0o644);
+    file(&mut b, "usr/share/doc/c/new", "replaced dir\n", 0o644);
+    let top = b.into_inner().expect("tar");
+    let layout = Layout::new(vec![base, top]).write(&root.path().join("ops-layout"));
+    root.ok(&["import", layout.to_str().unwrap(), "--name", "ops"]);
+}
+
+/// Runs one operation on a mounted tree; returns a comparable outcome.
+type Op = (&'static str, fn(&Path) -> std::io::Result<()>);
+
+fn rename_flags(from: &Path, to: &Path, flags: rustix::fs::RenameFlags) -> std::io::Result<()> {
+    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, flags).map_err(Into::into)
+}
+
+fn ops() -> Vec<Op> {
+    use std::io::Write;
+    vec![
+        ("create a file", |m| fs::write(m.join("new.txt"), "new\n")),
+        ("append to a lower file", |m| {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(m.join("etc/hostname"))?
+                .write_all(b"more\n")
+        }),
+        ("truncate a lower file", |m| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(m.join("etc/big"))?
+                .set_len(1000)
+        }),
+        ("overwrite a lower file", |m| {
+            fs::write(m.join("usr/share/doc/a/f1"), "overwritten\n")
+        }),
+        ("chmod a lower file", |m| {
+            fs::set_permissions(m.join("etc/config"), fs::Permissions::from_mode(0o640))
+        }),
+        ("chown a lower file", |m| {
+            std::os::unix::fs::lchown(m.join("usr/share/doc/a/f2"), Some(1000), Some(1000))
+        }),
+        ("utimens a lower file", |m| {
+            let t = rustix::fs::Timespec {
+                tv_sec: 1_600_000_000,
+                tv_nsec: 5,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                m.join("usr/share/doc/b/f0"),
+                &rustix::fs::Timestamps {
+                    last_access: t,
+                    last_modification: t,
+                },
+                rustix::fs::AtFlags::empty(),
+            )
+            .map_err(Into::into)
+        }),
+        ("setxattr on a lower file", |m| {
+            rustix::fs::setxattr(
+                m.join("usr/share/doc/b/f1"),
+                "user.new",
+                b"1",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(Into::into)
+        }),
+        ("removexattr on a lower file", |m| {
+            rustix::fs::removexattr(m.join("etc/tagged"), "user.tag").map_err(Into::into)
+        }),
+        ("mkdir nested", |m| fs::create_dir_all(m.join("srv/x/y/z"))),
+        ("create in a lower dir", |m| {
+            fs::write(m.join("usr/share/doc/b/sub/added"), "added\n")
+        }),
+        ("rmdir an empty lower dir", |m| {
+            fs::remove_dir(m.join("mnt"))
+        }),
+        ("rmdir a non-empty lower dir", |m| {
+            fs::remove_dir(m.join("usr/share/doc/b"))
+        }),
+        ("unlink a lower file", |m| {
+            fs::remove_file(m.join("usr/share/doc/a/f2"))
+        }),
+        ("unlink a whiteout name", |m| {
+            fs::remove_file(m.join("usr/share/doc/a/f0"))
+        }),
+        ("delete and recreate a lower file", |m| {
+            fs::remove_file(m.join("etc/config"))?;
+            fs::write(m.join("etc/config"), "recreated\n")
+        }),
+        ("rm -r a lower tree", |m| {
+            fs::remove_dir_all(m.join("usr/share/doc/b"))
+        }),
+        ("recreate the removed dir (opaque)", |m| {
+            fs::create_dir(m.join("usr/share/doc/b"))?;
+            fs::write(m.join("usr/share/doc/b/only"), "only\n")
+        }),
+        ("rename a lower file in its dir", |m| {
+            fs::rename(
+                m.join("usr/share/doc/a/f1"),
+                m.join("usr/share/doc/a/f1-renamed"),
+            )
+        }),
+        ("rename a lower file across dirs", |m| {
+            fs::rename(m.join("etc/tagged"), m.join("srv/tagged"))
+        }),
+        ("rename a lower dir", |m| {
+            fs::rename(m.join("usr/share/doc/a"), m.join("usr/share/doc/a2"))
+        }),
+        ("rename a merged dir into a new dir", |m| {
+            fs::rename(m.join("usr/share/doc/c"), m.join("srv/x/c"))
+        }),
+        ("rename an upper dir", |m| {
+            fs::rename(m.join("srv/x"), m.join("srv/x2"))
+        }),
+        ("rename with NOREPLACE onto a file", |m| {
+            rename_flags(
+                &m.join("etc/hostname"),
+                &m.join("etc/big"),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+        }),
+        ("rename EXCHANGE two lower files", |m| {
+            rename_flags(
+                &m.join("etc/hostname"),
+                &m.join("etc/big"),
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+        }),
+        ("rename a file over a lower file", |m| {
+            fs::rename(m.join("new.txt"), m.join("bin/tool"))
+        }),
+        ("symlink", |m| {
+            std::os::unix::fs::symlink("../etc/hostname", m.join("srv/sym"))
+        }),
+        ("hardlink a lower file", |m| {
+            fs::hard_link(m.join("etc/big"), m.join("srv/big-link"))
+        }),
+        ("write through one name of a lower hardlink", |m| {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(m.join("var/lib/h1"))?
+                .write_all(b"changed\n")
+        }),
+        ("unlink one name of a lower hardlink", |m| {
+            fs::remove_file(m.join("var/lib/h2"))
+        }),
+        ("mkfifo", |m| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                m.join("srv/fifo"),
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o640),
+                0,
+            )
+            .map_err(Into::into)
+        }),
+        ("mknod a char device", |m| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                m.join("srv/zero"),
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::from_raw_mode(0o666),
+                rustix::fs::makedev(1, 5),
+            )
+            .map_err(Into::into)
+        }),
+        ("fallocate", |m| {
+            let f = fs::File::create(m.join("srv/alloc"))?;
+            rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, 1 << 20)
+                .map_err(Into::into)
+        }),
+        ("write and fsync", |m| {
+            let mut f = fs::File::create(m.join("srv/synced"))?;
+            f.write_all(b"durable\n")?;
+            f.sync_all()
+        }),
+        ("chmod a dir and set setgid", |m| {
+            fs::set_permissions(m.join("var/lib"), fs::Permissions::from_mode(0o2775))
+        }),
+        ("create in a setgid dir", |m| {
+            fs::write(m.join("var/lib/in-sgid"), "x")
+        }),
+        ("unlink a lower device and fifo", |m| {
+            fs::remove_file(m.join("var/null"))?;
+            fs::remove_file(m.join("var/fifo"))
+        }),
+        ("rmdir a recreated upper dir", |m| {
+            fs::remove_dir_all(m.join("srv/x2"))
+        }),
+    ]
+}
+
+/// Trees equal up to times set by the clock during the test (both sides set "now").
+fn compare(step: &str, ours: &Path, theirs: &Path, since: i64) {
+    let clean = |mut t: Tree| {
+        t.remove("");
+        for node in t.values_mut() {
+            if node.mtime.0 >= since {
+                node.mtime = (0, 0);
+            }
+            if node.kind == "dir" {
+                node.size = 0;
+            }
+        }
+        t
+    };
+    let differences = diff(
+        "snapfs",
+        &clean(dump_dir(ours)),
+        "overlayfs",
+        &clean(dump_dir(theirs)),
+    );
+    assert!(
+        differences.is_empty(),
+        "after {step}: {} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn operations_match_kernel_overlayfs_before_and_after_remount() {
+    let root = Root::new();
+    ops_image(&root);
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        - 1;
+    let overlay = Overlay::new(&root.store(), "ops", &root.path().join("overlay"));
+    let mut mnt = Mounted::new(&root, "ops", "c");
+    compare("mount", &mnt.dir, &overlay.dir, since);
+    let ops = ops();
+    assert!(ops.len() >= 30);
+    for (i, (name, op)) in ops.iter().enumerate() {
+        let ours = op(&mnt.dir).map_err(|e| e.raw_os_error());
+        let theirs = op(&overlay.dir).map_err(|e| e.raw_os_error());
+        assert_eq!(
+            ours, theirs,
+            "step {i} ({name}): snapfs and overlayfs disagree on the result"
+        );
+        compare(name, &mnt.dir, &overlay.dir, since);
+    }
+    drop(mnt);
+    overlay.remount();
+    mnt = Mounted::mount(&root, "c");
+    compare("remount", &mnt.dir, &overlay.dir, since);
+}
+
+#[test]
+fn copy_up_of_open_binary_keeps_running() {
+    let images = test_images();
+    let root = Root::new();
+    root.ok(&[
+        "import",
+        images.join("python.docker.tar").to_str().unwrap(),
+        "--name",
+        "py",
+    ]);
+    let mnt = Mounted::new(&root, "py", "c");
+    let mut running = Command::new("chroot")
+        .arg(&mnt.dir)
+        .args(["/usr/bin/sleep", "2"])
+        .spawn()
+        .expect("run sleep");
+    std::thread::sleep(Duration::from_millis(300));
+    // chmod copies the running binary up: the name gets a new inode in the upper dir, while
+    // the running process keeps its lower copy open.
+    fs::set_permissions(mnt.path("usr/bin/sleep"), fs::Permissions::from_mode(0o750))
+        .expect("chmod running binary");
+    let upper = root.store().join("containers/c/upper/usr/bin/sleep");
+    assert_eq!(
+        fs::metadata(&upper)
+            .expect("copied up")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
+    );
+    // New opens and execs of the name go to the copy (the kernel is told ESTALE and looks up again).
+    let lower_bytes = fs::read(mnt.path("usr/bin/sleep")).expect("read the copied-up binary");
+    assert_eq!(lower_bytes, fs::read(&upper).expect("upper"));
+    let again = Command::new("chroot")
+        .arg(&mnt.dir)
+        .args(["/usr/bin/sleep", "0.1"])
+        .status()
+        .expect("run the copy");
+    assert!(again.success());
+    let status = running.wait().expect("wait");
+    assert!(
+        status.success(),
+        "the running binary died after its copy-up: {status}"
+    );
+    // Once nothing runs it, it can be written like any file.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.path("usr/bin/sleep"))
+        .expect("open for write");
+    std::io::Write::write_all(&mut f, b"\n# appended").expect("append");
+    drop(f);
+    assert!(
+        fs::read(&upper)
+            .expect("upper copy")
+            .ends_with(b"\n# appended")
+    );
+}
+
+#[test]
+fn killed_daemon_loses_no_fsynced_data_and_mount_recovers() {
+    let root = Root::new();
+    ops_image(&root);
+    let mnt = Mounted::new(&root, "ops", "c");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(mnt.path("srv/durable")).expect("create");
+        f.write_all(b"fsynced\n").expect("write");
+        f.sync_all().expect("fsync");
+    }
+    let ps: serde_json::Value = serde_json::from_str(&root.ok(&["ps", "--json"])).expect("ps json");
+    let pid = ps[0]["pid"].as_u64().expect("daemon pid") as i32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        fs::metadata(mnt.path("srv")).is_err(),
+        "the dead mount answers errors"
+    );
+    let ps: serde_json::Value = serde_json::from_str(&root.ok(&["ps", "--json"])).expect("ps json");
+    assert!(ps[0]["pid"].is_null(), "ps sees the daemon is gone: {ps:#}");
+    let again = Mounted::mount(&root, "c");
+    assert_eq!(
+        fs::read_to_string(again.path("srv/durable")).expect("read"),
+        "fsynced\n"
+    );
+    assert_eq!(
+        fs::read_to_string(again.path("etc/hostname")).expect("read"),
+        "layer two\n"
+    );
+    std::mem::forget(mnt); // its mount is gone; `again` unmounts
+}
+
+#[test]
+fn many_containers_of_one_image_are_independent() {
+    let root = Root::new();
+    ops_image(&root);
+    let mounts: Vec<Mounted> = (0..4)
+        .map(|i| Mounted::new(&root, "ops", &format!("c{i}")))
+        .collect();
+    for (i, m) in mounts.iter().enumerate() {
+        fs::write(m.path("etc/hostname"), format!("container {i}\n")).expect("write");
+    }
+    for (i, m) in mounts.iter().enumerate() {
+        assert_eq!(
+            fs::read_to_string(m.path("etc/hostname")).expect("read"),
+            format!("container {i}\n")
+        );
+        assert_eq!(
+            fs::read_to_string(m.path("etc/link")).expect("read"),
+            format!("container {i}\n")
+        );
+    }
+    let ps: serde_json::Value = serde_json::from_str(&root.ok(&["ps", "--json"])).expect("ps");
+    assert_eq!(ps.as_array().map(Vec::len), Some(4));
+    let err = root.snap(&["rmi", "ops"]).fails();
+    assert!(err.contains("used by container"), "{err}");
+    let err = root.snap(&["rm", "c0"]).fails();
+    assert!(err.contains("is mounted"), "{err}");
+    drop(mounts);
+    root.ok(&["rm", "c0", "c1", "c2", "c3"]);
+    root.ok(&["rmi", "ops"]);
+    root.fsck_clean();
+}
+
+#[test]
+fn container_names_and_missing_things_get_clear_errors() {
+    let root = Root::new();
+    ops_image(&root);
+    for bad in ["../x", "a/b", ".hidden", ""] {
+        let err = root.snap(&["create", "ops", bad]).fails();
+        assert!(err.contains("invalid container name"), "{bad}: {err}");
+    }
+    let err = root.snap(&["create", "nope", "c"]).fails();
+    assert!(err.contains("no image named"), "{err}");
+    root.ok(&["create", "ops", "c"]);
+    let err = root.snap(&["create", "ops", "c"]).fails();
+    assert!(err.contains("already exists"), "{err}");
+    let err = root.snap(&["umount", "c"]).fails();
+    assert!(err.contains("not mounted"), "{err}");
+    let err = root
+        .snap(&["mount", "zz", root.path().to_str().unwrap()])
+        .fails();
+    assert!(err.contains("no container named"), "{err}");
+    root.ok(&["rm", "c"]);
+}
