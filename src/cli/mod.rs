@@ -8,6 +8,7 @@ mod gc;
 mod images;
 mod import;
 mod inspect;
+mod lowerdirs;
 mod mount;
 mod output;
 mod progress;
@@ -61,6 +62,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// Remove containers and their changes (the image stays).
     Rm(ps::RmArgs),
+    /// Write an image's layers as overlayfs lower dirs; prints the lowerdir= value.
+    Lowerdirs(lowerdirs::LowerdirsArgs),
 }
 
 /// Runs `snap` and exits.
@@ -97,5 +100,6 @@ fn run(args: Args) -> Result<i32> {
         Command::Umount(a) => mount::run_umount(&store, a),
         Command::Ps(a) => ps::run(&store, a),
         Command::Rm(a) => ps::run_rm(&store, a),
+        Command::Lowerdirs(a) => lowerdirs::run(&store, a),
     }
 }

@@ -4,7 +4,6 @@
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -568,173 +567,20 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// Writes each layer of `image` as an overlayfs lower dir (whiteouts as 0/0 devices,
-    /// opaque dirs marked with trusted.overlay.opaque) and mounts them under `base`.
+    /// Writes each layer of `image` as an overlayfs lower dir (`snap lowerdirs`) and mounts
+    /// them under `base`.
     pub fn new(store_root: &Path, image: &str, base: &Path) -> Self {
-        use snapfs::model::Kind;
         let store = snapfs::store::Store::open(store_root).expect("store");
-        let db = snapfs::db::Db::open(store_root, std::time::Duration::from_secs(30), &|_| {})
-            .expect("db");
-        let record = db.resolve(image).expect("image");
-        drop(db);
-        let mut lowers = Vec::new();
-        for (i, layer) in record.layers.iter().enumerate() {
-            let dir = base.join(format!("layer{i}"));
-            std::fs::create_dir_all(&dir).expect("layer dir");
-            let file = store.read_layer(&layer.diff_id).expect("layer file");
-            let mut first_names: BTreeMap<String, PathBuf> = BTreeMap::new();
-            for entry in &file.entries {
-                let rel = String::from_utf8_lossy(entry.path.as_bytes()).into_owned();
-                let path = if rel.is_empty() {
-                    dir.clone()
-                } else {
-                    dir.join(&rel)
-                };
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).expect("parents");
-                }
-                let meta = &entry.meta;
-                match &entry.kind {
-                    Kind::Dir => {
-                        std::fs::create_dir_all(&path).expect("dir");
-                    }
-                    Kind::File { digest, .. } => {
-                        let _ = std::fs::remove_file(&path);
-                        std::fs::copy(store.object_path(digest), &path).expect("file");
-                        first_names.insert(rel.clone(), path.clone());
-                    }
-                    Kind::Hardlink { target } => {
-                        let _ = std::fs::remove_file(&path);
-                        std::fs::hard_link(
-                            dir.join(String::from_utf8_lossy(target.as_bytes()).as_ref()),
-                            &path,
-                        )
-                        .expect("link");
-                        continue;
-                    }
-                    Kind::Symlink { target } => {
-                        let _ = std::fs::remove_file(&path);
-                        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path)
-                            .expect("symlink");
-                    }
-                    Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
-                        let ft = if matches!(entry.kind, Kind::CharDevice { .. }) {
-                            rustix::fs::FileType::CharacterDevice
-                        } else {
-                            rustix::fs::FileType::BlockDevice
-                        };
-                        rustix::fs::mknodat(
-                            rustix::fs::CWD,
-                            &path,
-                            ft,
-                            rustix::fs::Mode::from_raw_mode(0o600),
-                            rustix::fs::makedev(*major, *minor),
-                        )
-                        .expect("mknod");
-                    }
-                    Kind::Fifo => {
-                        rustix::fs::mknodat(
-                            rustix::fs::CWD,
-                            &path,
-                            rustix::fs::FileType::Fifo,
-                            rustix::fs::Mode::from_raw_mode(0o600),
-                            0,
-                        )
-                        .expect("mkfifo");
-                    }
-                    Kind::Whiteout => {
-                        let _ = std::fs::remove_dir_all(&path);
-                        let _ = std::fs::remove_file(&path);
-                        rustix::fs::mknodat(
-                            rustix::fs::CWD,
-                            &path,
-                            rustix::fs::FileType::CharacterDevice,
-                            rustix::fs::Mode::empty(),
-                            0,
-                        )
-                        .expect("whiteout");
-                        continue;
-                    }
-                    Kind::Opaque => {
-                        std::fs::create_dir_all(&path).expect("opaque dir");
-                        rustix::fs::lsetxattr(
-                            &path,
-                            "trusted.overlay.opaque",
-                            b"y",
-                            rustix::fs::XattrFlags::empty(),
-                        )
-                        .expect("opaque");
-                        continue;
-                    }
-                }
-                for x in &meta.xattrs {
-                    rustix::fs::lsetxattr(
-                        &path,
-                        std::ffi::OsStr::from_bytes(&x.name),
-                        &x.value,
-                        rustix::fs::XattrFlags::empty(),
-                    )
-                    .expect("xattr");
-                }
-                rustix::fs::chownat(
-                    rustix::fs::CWD,
-                    &path,
-                    Some(rustix::fs::Uid::from_raw(meta.uid)),
-                    Some(rustix::fs::Gid::from_raw(meta.gid)),
-                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .expect("chown");
-                if !matches!(entry.kind, Kind::Symlink { .. }) {
-                    rustix::fs::chmodat(
-                        rustix::fs::CWD,
-                        &path,
-                        rustix::fs::Mode::from_raw_mode(meta.mode),
-                        rustix::fs::AtFlags::empty(),
-                    )
-                    .expect("chmod");
-                }
-            }
-            // mtimes last, deepest first, so that creating children does not change them
-            let mut entries: Vec<_> = file
-                .entries
-                .iter()
-                .filter(|e| !matches!(e.kind, Kind::Whiteout | Kind::Opaque))
-                .collect();
-            entries.sort_by(|a, b| b.path.cmp(&a.path));
-            for entry in entries {
-                let rel = String::from_utf8_lossy(entry.path.as_bytes()).into_owned();
-                let path = if rel.is_empty() {
-                    dir.clone()
-                } else {
-                    dir.join(&rel)
-                };
-                let t = rustix::fs::Timespec {
-                    tv_sec: entry.meta.mtime_sec,
-                    tv_nsec: entry.meta.mtime_nsec as _,
-                };
-                let _ = rustix::fs::utimensat(
-                    rustix::fs::CWD,
-                    &path,
-                    &rustix::fs::Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    },
-                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                );
-            }
-            lowers.push(dir);
-        }
+        let lowers =
+            snapfs::image::lowerdirs(&store, image, &base.join("layers"), &snapfs::image::Silent)
+                .expect("lowerdirs");
         let upper = base.join("upper");
         let work = base.join("work");
         let dir = base.join("merged");
         for d in [&upper, &work, &dir] {
             std::fs::create_dir_all(d).expect("overlay dirs");
         }
-        let lowerdir: Vec<String> = lowers
-            .iter()
-            .rev()
-            .map(|p| p.display().to_string())
-            .collect();
+        let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
         let options = format!(
             "lowerdir={},upperdir={},workdir={},index=on,redirect_dir=on",
             lowerdir.join(":"),
