@@ -612,6 +612,8 @@ impl Filesystem for Mounted {
             Ok(p) => p,
             Err(e) => return reply.error(err(&e)),
         };
+        // One upper lookup for the directory instead of one per entry when it has no upper side.
+        let parent_in_upper = !matches!(self.fs.in_upper(&parent.0), Ok(None));
         let this = match self.fs.getattr(ino.0) {
             Ok(a) => file_attr(&a),
             Err(e) => return reply.error(err(&e)),
@@ -635,7 +637,7 @@ impl Filesystem for Mounted {
                 }
                 continue;
             }
-            let Ok(found) = self.fs.child_of(&parent.0, parent.1, name) else {
+            let Ok(found) = self.fs.child_in(&parent.0, parent.1, parent_in_upper, name) else {
                 continue;
             };
             let Ok(attr) = self.fs.attr_of(&found) else {

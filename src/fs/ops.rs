@@ -140,9 +140,22 @@ impl UnionFs {
         parent_lower: Option<Ino>,
         name: &[u8],
     ) -> Result<Found, FsError> {
+        self.child_in(parent_path, parent_lower, true, name)
+    }
+
+    /// Like [`UnionFs::child_of`]; `parent_in_upper` false (the parent directory has no upper
+    /// side) skips the upper lookup, as readdirplus of a lower-only directory can.
+    pub(super) fn child_in(
+        &self,
+        parent_path: &[u8],
+        parent_lower: Option<Ino>,
+        parent_in_upper: bool,
+        name: &[u8],
+    ) -> Result<Found, FsError> {
         let path = join(parent_path, name);
         let lower_child = parent_lower.and_then(|p| self.index.lookup(p, name));
-        match self.upper.stat(&path)? {
+        let upper = if parent_in_upper { self.upper.stat(&path)? } else { None };
+        match upper {
             Some(st) if Upper::is_whiteout(&st) => Err(enoent(&path)),
             Some(st) => {
                 let merged = Upper::is_dir(&st)
@@ -256,7 +269,7 @@ impl UnionFs {
     }
 
     /// Whether the upper directory holds (a non-whiteout) `path`.
-    pub(super) fn in_upper(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
+    pub fn in_upper(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
         Ok(self.upper.stat(path)?.filter(|st| !Upper::is_whiteout(st)))
     }
 
