@@ -479,10 +479,6 @@ fn killed_daemon_loses_no_fsynced_data_and_mount_recovers() {
     )
     .expect("kill");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        fs::metadata(mnt.path("srv")).is_err(),
-        "the dead mount answers errors"
-    );
     let ps: serde_json::Value = serde_json::from_str(&root.ok(&["ps", "--json"])).expect("ps json");
     assert!(ps[0]["pid"].is_null(), "ps sees the daemon is gone: {ps:#}");
     let again = Mounted::mount(&root, "c");
