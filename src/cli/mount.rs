@@ -13,6 +13,9 @@ pub struct MountArgs {
     /// Serve in this process until unmounted (the background daemon runs this).
     #[arg(long)]
     foreground: bool,
+    /// The container's image id, when already known (given to the background daemon).
+    #[arg(long, hide = true)]
+    image: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -24,7 +27,11 @@ pub struct UmountArgs {
 pub fn run(store: &Store, args: MountArgs) -> Result<i32> {
     if args.foreground {
         let store = Store::open(store.root())?;
-        crate::container::serve(store, &args.name, &args.mountpoint).with_context(|| {
+        let image = match &args.image {
+            Some(text) => Some(crate::model::ImageId(text.parse().context("--image")?)),
+            None => None,
+        };
+        crate::container::serve(store, &args.name, image, &args.mountpoint).with_context(|| {
             format!(
                 "serving container {} at {}",
                 args.name,

@@ -7,6 +7,7 @@
 
 use super::{ContainerError, dir, io_err, open_db};
 use crate::fs::{Mounted, Upper};
+use crate::model::ImageId;
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
@@ -46,7 +47,7 @@ pub fn live_state(store: &Store, name: &str) -> Option<MountState> {
 
 /// Mounts container `name` at `mountpoint` with a background daemon; returns its pid.
 pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, ContainerError> {
-    open_db(store)?
+    let record = open_db(store)?
         .container(name)?
         .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?;
     if let Some(state) = live_state(store, name) {
@@ -71,7 +72,9 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
     let mut child = Command::new(exe)
         .arg("--root")
         .arg(store.root())
-        .args(["mount", "--foreground", name])
+        .args(["mount", "--foreground", "--image"])
+        .arg(record.image.to_string())
+        .arg(name)
         .arg(&mountpoint)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -107,16 +110,29 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
                 detail: "not mounted after 30 s".into(),
             });
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-/// Runs the daemon in this process: mounts and serves until unmounted.
-pub fn serve(store: Store, name: &str, mountpoint: &Path) -> Result<(), ContainerError> {
-    let record = open_db(&store)?
-        .container(name)?
-        .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?;
-    let index = store.open_index(&record.image)?;
+/// Runs the daemon in this process: mounts and serves until unmounted. `image` is the
+/// container's image when the caller already read it (the background daemon is given it, so
+/// that it never opens the database).
+pub fn serve(
+    store: Store,
+    name: &str,
+    image: Option<ImageId>,
+    mountpoint: &Path,
+) -> Result<(), ContainerError> {
+    let image = match image {
+        Some(image) => image,
+        None => {
+            open_db(&store)?
+                .container(name)?
+                .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?
+                .image
+        }
+    };
+    let index = store.open_index(&image)?;
     let dir = dir(&store, name);
     let upper = Upper::open(&dir.join("upper"), &dir.join("work"))?;
     let state_file = state_path(&store, name);
@@ -146,7 +162,7 @@ pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
     crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
     let start = Instant::now();
     while crate::sys::process_alive(state.pid) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let _ = std::fs::remove_file(state_path(store, name));
     Ok(state)

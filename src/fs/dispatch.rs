@@ -34,8 +34,10 @@ enum Handle {
         _backing: Option<Arc<BackingId>>,
         lower: bool,
     },
+    /// Listed at the first readdir, not at opendir: with the kernel's readdir cache most
+    /// opendirs of a warm walk are never followed by a readdir.
     Dir {
-        entries: Vec<(Vec<u8>, FileType)>,
+        entries: Option<Vec<(Vec<u8>, FileType)>>,
     },
 }
 
@@ -117,6 +119,51 @@ impl Mounted {
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
         }
+    }
+
+    /// A lookup: a missing name is answered as a negative entry (node id 0) that the kernel
+    /// may cache, since names appear only through this daemon.
+    fn lookup_entry(&self, found: Result<Found, FsError>, reply: ReplyEntry) {
+        match found {
+            Err(e) if e.errno() == libc::ENOENT => {
+                let attr = FileAttr {
+                    ino: INodeNo(0),
+                    size: 0,
+                    blocks: 0,
+                    atime: UNIX_EPOCH,
+                    mtime: UNIX_EPOCH,
+                    ctime: UNIX_EPOCH,
+                    crtime: UNIX_EPOCH,
+                    kind: FuseType::RegularFile,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: 4096,
+                    flags: 0,
+                };
+                reply.entry(&TTL, &attr, Generation(0));
+            }
+            other => self.entry(other, reply),
+        }
+    }
+
+    /// The merged entries of an open directory, listed at the first call.
+    fn dir_entries(&self, ino: u64, fh: u64) -> Result<Vec<(Vec<u8>, FileType)>, Errno> {
+        if let Some(Handle::Dir {
+            entries: Some(entries),
+        }) = lock(&self.handles).get(&fh)
+        {
+            return Ok(entries.clone());
+        }
+        let (path, lower) = self.fs.node(ino).map_err(|e| err(&e))?;
+        let mut entries = self.fs.list_dir(&path, lower).map_err(|e| err(&e))?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(Handle::Dir { entries: slot }) = lock(&self.handles).get_mut(&fh) {
+            *slot = Some(entries.clone());
+        }
+        Ok(entries)
     }
 
     fn entry(&self, found: Result<Found, FsError>, reply: ReplyEntry) {
@@ -204,7 +251,7 @@ impl Filesystem for Mounted {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.entry(self.fs.child(parent.0, name.as_bytes()), reply);
+        self.lookup_entry(self.fs.child(parent.0, name.as_bytes()), reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -391,13 +438,13 @@ impl Filesystem for Mounted {
                     _backing: Some(backing.clone()),
                     lower,
                 });
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing);
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &backing);
             }
             Ok(None) => {
                 let flags = if lower {
-                    FopenFlags::FOPEN_KEEP_CACHE
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
                 } else {
-                    FopenFlags::empty()
+                    FopenFlags::FOPEN_NOFLUSH
                 };
                 let fh = self.add_handle(Handle::File {
                     file,
@@ -542,21 +589,14 @@ impl Filesystem for Mounted {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let listed = self
-            .fs
-            .node(ino.0)
-            .and_then(|(path, lower)| self.fs.list_dir(&path, lower));
-        match listed {
-            Ok(mut entries) => {
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                let fh = self.add_handle(Handle::Dir { entries });
-                reply.opened(
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
-                );
-            }
-            Err(e) => reply.error(err(&e)),
+        if let Err(e) = self.fs.node(ino.0) {
+            return reply.error(err(&e));
         }
+        let fh = self.add_handle(Handle::Dir { entries: None });
+        reply.opened(
+            FileHandle(fh),
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+        );
     }
 
     fn readdir(
@@ -567,9 +607,9 @@ impl Filesystem for Mounted {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let handles = lock(&self.handles);
-        let Some(Handle::Dir { entries }) = handles.get(&fh.0) else {
-            return reply.error(Errno::from_i32(libc::EBADF));
+        let entries = match self.dir_entries(ino.0, fh.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(e),
         };
         let dots = [
             (b".".to_vec(), FileType::Directory),
@@ -601,12 +641,9 @@ impl Filesystem for Mounted {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = {
-            let handles = lock(&self.handles);
-            match handles.get(&fh.0) {
-                Some(Handle::Dir { entries }) => entries.clone(),
-                _ => return reply.error(Errno::from_i32(libc::EBADF)),
-            }
+        let entries = match self.dir_entries(ino.0, fh.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(e),
         };
         let parent = match self.fs.node(ino.0) {
             Ok(p) => p,
@@ -724,62 +761,53 @@ impl Filesystem for Mounted {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        flags: i32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
         let mode = mode & !(umask & 0o777);
-        let found = self.fs.create_entry(
-            parent.0,
-            name.as_bytes(),
-            req.uid(),
-            req.gid(),
-            |fs, p| fs.create_file_at(p, mode),
-            false,
-        );
-        let result = found.and_then(|f| {
-            let attr = self.fs.attr_of(&f)?;
-            self.fs.remember(&f);
-            let (file, _) = self
+        let (found, file) =
+            match self
                 .fs
-                .open_file(f.id, flags & !libc::O_TRUNC, false)?
-                .ok_or(FsError::UnknownInode(f.id))?;
-            Ok((f, attr, file))
-        });
-        match result {
-            Ok((found, attr, file)) => {
-                match self.backing_for(found.id, &file, false, |f| reply.open_backing(f)) {
-                    Ok(Some(backing)) => {
-                        let fh = self.add_handle(Handle::File {
-                            file,
-                            _backing: Some(backing.clone()),
-                            lower: false,
-                        });
-                        reply.created_passthrough(
-                            &TTL,
-                            &file_attr(&attr),
-                            Generation(0),
-                            FileHandle(fh),
-                            FopenFlags::empty(),
-                            &backing,
-                        );
-                    }
-                    _ => {
-                        let fh = self.add_handle(Handle::File {
-                            file,
-                            _backing: None,
-                            lower: false,
-                        });
-                        reply.created(
-                            &TTL,
-                            &file_attr(&attr),
-                            Generation(0),
-                            FileHandle(fh),
-                            FopenFlags::empty(),
-                        );
-                    }
-                }
+                .create_file(parent.0, name.as_bytes(), mode, req.uid(), req.gid())
+            {
+                Ok(created) => created,
+                Err(e) => return reply.error(err(&e)),
+            };
+        let attr = match self.fs.attr_of(&found) {
+            Ok(a) => file_attr(&a),
+            Err(e) => return reply.error(err(&e)),
+        };
+        self.fs.remember(&found);
+        match self.backing_for(found.id, &file, false, |f| reply.open_backing(f)) {
+            Ok(Some(backing)) => {
+                let fh = self.add_handle(Handle::File {
+                    file,
+                    _backing: Some(backing.clone()),
+                    lower: false,
+                });
+                reply.created_passthrough(
+                    &TTL,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_NOFLUSH,
+                    &backing,
+                );
             }
-            Err(e) => reply.error(err(&e)),
+            _ => {
+                let fh = self.add_handle(Handle::File {
+                    file,
+                    _backing: None,
+                    lower: false,
+                });
+                reply.created(
+                    &TTL,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_NOFLUSH,
+                );
+            }
         }
     }
 }

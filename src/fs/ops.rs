@@ -154,7 +154,11 @@ impl UnionFs {
     ) -> Result<Found, FsError> {
         let path = join(parent_path, name);
         let lower_child = parent_lower.and_then(|p| self.index.lookup(p, name));
-        let upper = if parent_in_upper { self.upper.stat(&path)? } else { None };
+        let upper = if parent_in_upper {
+            self.upper.stat(&path)?
+        } else {
+            None
+        };
         match upper {
             Some(st) if Upper::is_whiteout(&st) => Err(enoent(&path)),
             Some(st) => {
@@ -600,15 +604,67 @@ impl UnionFs {
             .map_err(|e| errno(e, path))
     }
 
-    pub fn create_file_at(&self, path: &[u8], mode: u32) -> Result<(), FsError> {
-        rustix::fs::openat(
+    /// Creates a regular file `name` in `parent`, owned by the caller, and returns it open
+    /// read-write: one `openat`, no second lookup.
+    pub fn create_file(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Found, File), FsError> {
+        let _ns = self.lock_ns();
+        let (parent_path, parent_lower) = self.node(parent)?;
+        let path = join(&parent_path, name);
+        let lower_visible = parent_lower
+            .and_then(|p| self.index.lookup(p, name))
+            .is_some();
+        match self.upper.stat(&path)? {
+            Some(st) if Upper::is_whiteout(&st) => self.upper.unlink(&path, false)?,
+            Some(_) => {
+                return Err(FsError::refused(
+                    String::from_utf8_lossy(&path),
+                    libc::EEXIST,
+                ));
+            }
+            None if lower_visible => {
+                return Err(FsError::refused(
+                    String::from_utf8_lossy(&path),
+                    libc::EEXIST,
+                ));
+            }
+            None => {}
+        }
+        self.ensure_upper_dir(&parent_path)?;
+        let fd = rustix::fs::openat(
             self.upper.root_fd(),
-            rel(path),
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            rel(&path),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode & 0o7777),
         )
-        .map(drop)
-        .map_err(|e| errno(e, path))
+        .map_err(|e| errno(e, &path))?;
+        let parent_st = self.upper.stat(&parent_path)?;
+        let gid = match parent_st {
+            Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
+            _ => gid,
+        };
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .map_err(|e| errno(e, &path))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
+        Ok((
+            Found {
+                id: UPPER_BIT | st.st_ino,
+                path,
+                lower: None,
+                upper: Some(st),
+            },
+            File::from(fd),
+        ))
     }
 
     /// Removes a name; a lower entry under it is then hidden by a whiteout.
@@ -666,17 +722,18 @@ impl UnionFs {
             self.ensure_upper_dir(&parent_path)?;
             self.upper.whiteout(&found.path)?;
         }
-        self.forget_path(&found.path);
+        self.forget_path(found.id, &found.path);
         Ok(())
     }
 
-    /// Drops `path` (and paths below it) from the nodes that had it.
-    fn forget_path(&self, path: &[u8]) {
+    /// Drops `path` from node `id`'s names, if it has others (a hardlink keeps working
+    /// through them).
+    fn forget_path(&self, id: u64, path: &[u8]) {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
-        for node in nodes.values_mut() {
-            if node.paths.len() > 1 {
-                node.paths.retain(|p| p.as_slice() != path);
-            }
+        if let Some(node) = nodes.get_mut(&id)
+            && node.paths.len() > 1
+        {
+            node.paths.retain(|p| p.as_slice() != path);
         }
     }
 
