@@ -754,6 +754,22 @@ impl Filesystem for Mounted {
         }
     }
 
+    /// No ioctl is supported: `ENOTTY` at once and quietly (Python's `open()` asks every
+    /// file whether it is a terminal).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
     fn create(
         &self,
         req: &Request,
