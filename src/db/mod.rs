@@ -95,6 +95,31 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Every record of a tree.
+fn all<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+) -> Result<Vec<T>, DbError> {
+    tree.iter()
+        .map(|kv| {
+            let (k, v) = kv.map_err(sled_err(name))?;
+            decode(name, &k, &v)
+        })
+        .collect()
+}
+
+/// The record under `key`, if any.
+fn one<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+    key: &[u8],
+) -> Result<Option<T>, DbError> {
+    tree.get(key)
+        .map_err(sled_err(name))?
+        .map(|v| decode(name, key, &v))
+        .transpose()
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
@@ -161,41 +186,19 @@ impl Db {
     }
 
     pub fn images(&self) -> Result<Vec<ImageRecord>, DbError> {
-        self.images
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.map_err(sled_err("images"))?;
-                decode("images", &k, &v)
-            })
-            .collect()
+        all(&self.images, "images")
     }
 
     pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>, DbError> {
-        let key = id.0.as_bytes();
-        self.images
-            .get(key)
-            .map_err(sled_err("images"))?
-            .map(|v| decode("images", key, &v))
-            .transpose()
+        one(&self.images, "images", id.0.as_bytes())
     }
 
     pub fn layers(&self) -> Result<Vec<LayerRecord>, DbError> {
-        self.layers
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.map_err(sled_err("layers"))?;
-                decode("layers", &k, &v)
-            })
-            .collect()
+        all(&self.layers, "layers")
     }
 
     pub fn layer(&self, id: &LayerId) -> Result<Option<LayerRecord>, DbError> {
-        let key = id.0.as_bytes();
-        self.layers
-            .get(key)
-            .map_err(sled_err("layers"))?
-            .map(|v| decode("layers", key, &v))
-            .transpose()
+        one(&self.layers, "layers", id.0.as_bytes())
     }
 
     /// Every (name, image id) pair, sorted by name.
@@ -216,13 +219,7 @@ impl Db {
     }
 
     pub fn containers(&self) -> Result<Vec<ContainerRecord>, DbError> {
-        self.containers
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.map_err(sled_err("containers"))?;
-                decode("containers", &k, &v)
-            })
-            .collect()
+        all(&self.containers, "containers")
     }
 
     /// Finds an image by name, full id (`sha256:…` or hex) or unique id prefix.
@@ -264,11 +261,7 @@ impl Db {
     }
 
     pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>, DbError> {
-        self.containers
-            .get(name.as_bytes())
-            .map_err(sled_err("containers"))?
-            .map(|v| decode("containers", name.as_bytes(), &v))
-            .transpose()
+        one(&self.containers, "containers", name.as_bytes())
     }
 
     /// Records a new container; its directories must already exist.
