@@ -81,8 +81,8 @@ pub fn check_name(name: &str) -> Result<(), ContainerError> {
     if name.is_empty() || name.len() > 128 {
         return bad("it must be 1 to 128 characters");
     }
-    if name == "." || name == ".." || name.starts_with('.') {
-        return bad("it must not start with a dot");
+    if name.starts_with('.') || name.starts_with('-') {
+        return bad("it must not start with a dot or a dash");
     }
     if !name
         .chars()

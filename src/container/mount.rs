@@ -141,6 +141,23 @@ pub fn serve(
         pid: std::process::id(),
         mountpoint: mountpoint.clone(),
     };
+    // One daemon per container: a second one on the same upper dir would corrupt it.
+    let lock_path = dir.join("daemon.lock");
+    let wait = crate::sys::LockWait {
+        exclusive: true,
+        timeout: Duration::ZERO,
+        on_wait: &|_| {},
+    };
+    let _lock = crate::sys::FileLock::acquire(&lock_path, &wait)
+        .map_err(io_err(&lock_path))?
+        .ok_or_else(|| ContainerError::MountFailed {
+            name: name.to_string(),
+            mountpoint: mountpoint.clone(),
+            detail: format!(
+                "another daemon serves this container (pid in {})",
+                lock_path.display()
+            ),
+        })?;
     let fs = Mounted::new(index, store, upper);
     let mut written = Ok(());
     crate::fs::serve(fs, &mountpoint, || {
@@ -161,7 +178,17 @@ pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
         live_state(store, name).ok_or_else(|| ContainerError::NotMounted(name.to_string()))?;
     crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
     let start = Instant::now();
-    while crate::sys::process_alive(state.pid) && start.elapsed() < Duration::from_secs(10) {
+    while crate::sys::process_alive(state.pid) {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(ContainerError::MountFailed {
+                name: name.to_string(),
+                mountpoint: state.mountpoint,
+                detail: format!(
+                    "unmounted, but daemon pid {} has not exited after 10 s",
+                    state.pid
+                ),
+            });
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = std::fs::remove_file(state_path(store, name));

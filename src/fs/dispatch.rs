@@ -56,11 +56,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn time((s, n): (i64, u32)) -> SystemTime {
-    if s >= 0 {
-        UNIX_EPOCH + Duration::new(s as u64, n)
+    // Times from an image can be anything a tar header holds: clamp instead of panicking.
+    let since = Duration::new(s.unsigned_abs(), n.min(999_999_999));
+    let t = if s >= 0 {
+        UNIX_EPOCH.checked_add(since)
     } else {
-        UNIX_EPOCH - Duration::from_secs(s.unsigned_abs()) + Duration::from_nanos(n as u64)
-    }
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(s.unsigned_abs()))
+            .and_then(|t| t.checked_add(Duration::from_nanos(n as u64)))
+    };
+    t.unwrap_or(UNIX_EPOCH)
 }
 
 fn fuse_type(kind: FileType) -> FuseType {
@@ -207,6 +212,9 @@ impl Mounted {
         match open(file) {
             Ok(id_) => {
                 let arc = Arc::new(id_);
+                if map.len() > 4096 {
+                    map.retain(|_, (w, _)| w.strong_count() > 0);
+                }
                 map.insert(id, (Arc::downgrade(&arc), lower));
                 Ok(Some(arc))
             }
@@ -283,11 +291,11 @@ impl Filesystem for Mounted {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let handles = lock(&self.handles);
-        let file = fh.and_then(|fh| match handles.get(&fh.0) {
+        // A duplicate of the open file, so that no lock is held during a copy-up.
+        let file = fh.and_then(|fh| match lock(&self.handles).get(&fh.0) {
             Some(Handle::File {
                 file, lower: false, ..
-            }) => Some(file),
+            }) => file.try_clone().ok(),
             _ => None,
         });
         let result = self.fs.setattr(
@@ -298,9 +306,8 @@ impl Filesystem for Mounted {
             size,
             atime.map(to_time),
             mtime.map(to_time),
-            file,
+            file.as_ref(),
         );
-        drop(handles);
         match result {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(err(&e)),
@@ -424,9 +431,9 @@ impl Filesystem for Mounted {
         self.entry(self.fs.link(ino.0, newparent.0, newname.as_bytes()), reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let lower_open = self.has_lower_backing(ino.0);
-        let (file, lower) = match self.fs.open_file(ino.0, flags.0, lower_open) {
+        let (file, lower) = match self.fs.open_file(ino.0, flags.0, lower_open, req.uid()) {
             Ok(Some(opened)) => opened,
             Ok(None) => return reply.error(Errno::from_i32(libc::ESTALE)),
             Err(e) => return reply.error(err(&e)),
@@ -693,6 +700,20 @@ impl Filesystem for Mounted {
             self.fs.remember(&found);
         }
         reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync_dir(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        }
     }
 
     fn releasedir(

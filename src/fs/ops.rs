@@ -124,7 +124,7 @@ impl UnionFs {
             .paths
             .first()
             .cloned()
-            .ok_or(FsError::UnknownInode(id))?;
+            .ok_or_else(|| FsError::refused(format!("inode {id} (unlinked)"), libc::ENOENT))?;
         Ok((path, node.lower))
     }
 
@@ -318,7 +318,10 @@ impl UnionFs {
         let (parent, _) = parent_of(path);
         self.ensure_upper_dir(parent)?;
         let (meta, kind) = LowerMeta::of(&self.index, ino)?;
-        self.upper.remove_whiteout(path)?;
+        if self.upper.stat(path)?.is_some() {
+            // A whiteout: the name was deleted; nothing visible to copy up.
+            return Err(enoent(path));
+        }
         self.upper
             .copy_up_entry(path, &kind, &meta, &self.store, with_data)?;
         let nlink = self.index.inode(ino).map_or(1, |i| i.nlink);
@@ -463,6 +466,7 @@ impl UnionFs {
         id: u64,
         flags: i32,
         lower_open: bool,
+        caller_uid: u32,
     ) -> Result<Option<(File, bool)>, FsError> {
         let (path, lower) = self.node(id)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
@@ -505,6 +509,21 @@ impl UnionFs {
         if flags & libc::O_TRUNC != 0 && writes {
             rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, &path))?;
         }
+        if writes && caller_uid != 0 {
+            // Writes pass through as root, which keeps setuid/setgid; a write by anyone else
+            // must drop them, as the kernel does on other filesystems.
+            let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
+            let kill = libc::S_ISUID
+                | if st.st_mode & libc::S_IXGRP != 0 {
+                    libc::S_ISGID
+                } else {
+                    0
+                };
+            if st.st_mode & kill != 0 {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777 & !kill))
+                    .map_err(|e| errno(e, &path))?;
+            }
+        }
         Ok(Some((File::from(fd), false)))
     }
 
@@ -515,6 +534,7 @@ impl UnionFs {
             Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
             _ => gid,
         };
+        let before = self.upper.stat(path)?;
         rustix::fs::chownat(
             self.upper.root_fd(),
             rel(path),
@@ -522,14 +542,28 @@ impl UnionFs {
             Some(rustix::fs::Gid::from_raw(gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| errno(e, path))
+        .map_err(|e| errno(e, path))?;
+        // chown clears setuid/setgid; the caller asked for them on a new entry.
+        if let Some(st) = before
+            && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0
+            && FileType::from_raw_mode(st.st_mode) != FileType::Symlink
+        {
+            rustix::fs::chmodat(
+                self.upper.root_fd(),
+                rel(path),
+                Mode::from_raw_mode(st.st_mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|e| errno(e, path))?;
+        }
+        Ok(())
     }
 
     /// Prepares `name` in `parent` for a new entry: parent copied up, a whiteout removed.
     /// Returns the path and whether a lower entry exists under that name.
     fn prepare_new(&self, parent: u64, name: &[u8]) -> Result<(Vec<u8>, bool), FsError> {
         let (parent_path, parent_lower) = self.node(parent)?;
-        if self.child_of(&parent_path, parent_lower, name).is_ok() {
+        if !is_missing(self.child_of(&parent_path, parent_lower, name))? {
             return Err(FsError::refused(
                 String::from_utf8_lossy(&join(&parent_path, name)),
                 libc::EEXIST,
@@ -655,6 +689,11 @@ impl UnionFs {
             Some(rustix::fs::Gid::from_raw(gid)),
         )
         .map_err(|e| errno(e, &path))?;
+        if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            // chown cleared them; the caller asked for them.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
+                .map_err(|e| errno(e, &path))?;
+        }
         let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
         Ok((
             Found {
@@ -730,9 +769,9 @@ impl UnionFs {
     /// through them).
     fn forget_path(&self, id: u64, path: &[u8]) {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(node) = nodes.get_mut(&id)
-            && node.paths.len() > 1
-        {
+        if let Some(node) = nodes.get_mut(&id) {
+            // A node left with no name is unlinked: path operations on it fail from now on,
+            // so its old path can never lead somewhere else (a new entry or a symlink).
             node.paths.retain(|p| p.as_slice() != path);
         }
     }
@@ -774,7 +813,11 @@ impl UnionFs {
         let (src_parent, src_parent_lower) = self.node(parent)?;
         let (dst_parent, dst_parent_lower) = self.node(new_parent)?;
         let src = self.child_of(&src_parent, src_parent_lower, name)?;
-        let dst = self.child_of(&dst_parent, dst_parent_lower, new_name).ok();
+        let dst = match self.child_of(&dst_parent, dst_parent_lower, new_name) {
+            Ok(found) => Some(found),
+            Err(e) if e.errno() == libc::ENOENT => None,
+            Err(e) => return Err(e),
+        };
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
             return Err(FsError::refused(
@@ -880,6 +923,12 @@ impl UnionFs {
         if exchange && dst.as_ref().is_some_and(is_dir) && src_lower {
             self.upper.set_opaque(&src.path)?;
         }
+        if !exchange
+            && let Some(d) = &dst
+            && d.id != src.id
+        {
+            self.forget_path(d.id, &d.path);
+        }
         self.move_paths(&src.path, &dst_path, exchange);
         // A moved directory is now upper-only below: its nodes no longer see lower entries.
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
@@ -887,7 +936,7 @@ impl UnionFs {
             if node
                 .paths
                 .first()
-                .is_some_and(|p| p.starts_with(&dst_path) || (exchange && p.starts_with(&src.path)))
+                .is_some_and(|p| below(p, &dst_path) || (exchange && below(p, &src.path)))
             {
                 node.lower = None;
             }
@@ -909,7 +958,14 @@ impl UnionFs {
             AtFlags::empty(),
         )
         .map_err(|e| errno(e, &new_path))?;
-        self.child(new_parent, new_name)
+        // The new name is the same kernel inode as the old one.
+        let st = self.in_upper(&new_path)?;
+        Ok(Found {
+            id,
+            path: new_path,
+            lower: None,
+            upper: st,
+        })
     }
 
     /// chmod, chown, truncate and utimens, after copying the entry up.
@@ -1074,8 +1130,38 @@ impl UnionFs {
         .map_err(|e| errno(e, &path))
     }
 
+    /// fsync of a directory: the upper directory, if it has one (a lower one never changes).
+    pub fn fsync_dir(&self, id: u64) -> Result<(), FsError> {
+        let (path, _) = self.node(id)?;
+        if self.in_upper(&path)?.is_none() {
+            return Ok(());
+        }
+        let fd = rustix::fs::openat(
+            self.upper.root_fd(),
+            rel(&path),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno(e, &path))?;
+        rustix::fs::fsync(&fd).map_err(|e| errno(e, &path))
+    }
+
     pub fn statfs(&self) -> Result<rustix::fs::StatVfs, FsError> {
         rustix::fs::fstatvfs(self.upper.root_fd()).map_err(|e| errno(e, b""))
+    }
+}
+
+/// Whether `p` is `dir` or below it.
+fn below(p: &[u8], dir: &[u8]) -> bool {
+    p == dir || (p.starts_with(dir) && p.get(dir.len()) == Some(&b'/'))
+}
+
+/// `Ok(true)` for a lookup that found nothing, the error for any other failure.
+fn is_missing(found: Result<Found, FsError>) -> Result<bool, FsError> {
+    match found {
+        Ok(_) => Ok(false),
+        Err(e) if e.errno() == libc::ENOENT => Ok(true),
+        Err(e) => Err(e),
     }
 }
 

@@ -296,10 +296,14 @@ impl Upper {
                         .open_object(digest)
                         .map_err(|e| FsError::Store(e.to_string()))?;
                     let mut dst = File::from(out);
-                    std::io::copy(&mut src, &mut dst).map_err(|e| FsError::Io {
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                    })?;
+                    // Durable before it is renamed over nothing: a copy lost to a crash must
+                    // not leave an empty file hiding the lower one.
+                    std::io::copy(&mut src, &mut dst)
+                        .and_then(|_| dst.sync_all())
+                        .map_err(|e| FsError::Io {
+                            path: String::from_utf8_lossy(path).into_owned(),
+                            errno: e.raw_os_error().unwrap_or(libc::EIO),
+                        })?;
                 }
                 FileType::RegularFile
             }

@@ -546,3 +546,55 @@ fn container_names_and_missing_things_get_clear_errors() {
     assert!(err.contains("no container named"), "{err}");
     root.ok(&["rm", "c"]);
 }
+
+#[test]
+fn rename_onto_a_name_that_prefixes_others_keeps_them_visible() {
+    let root = Root::new();
+    ops_image(&root);
+    let mnt = Mounted::new(&root, "ops", "c");
+    assert!(mnt.path("bin/tool").exists());
+    fs::create_dir(mnt.path("x")).expect("mkdir");
+    fs::rename(mnt.path("x"), mnt.path("b")).expect("rename");
+    assert!(
+        fs::metadata(mnt.path("bin/tool")).is_ok(),
+        "/bin vanished after mv /x /b"
+    );
+    assert_eq!(
+        fs::read_to_string(mnt.path("bin/tool")).expect("read"),
+        "#!/bin/sh\necho tool\n"
+    );
+}
+
+#[test]
+fn new_files_keep_setuid_and_deleted_open_files_stay_deleted() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let root = Root::new();
+    ops_image(&root);
+    let mnt = Mounted::new(&root, "ops", "c");
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o4755)
+        .open(mnt.path("srv/suid"))
+        .expect("create");
+    drop(f);
+    assert_eq!(
+        fs::metadata(mnt.path("srv/suid"))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o4755
+    );
+    // An open lower file, deleted, then changed through its descriptor: the name stays gone.
+    let held = fs::File::open(mnt.path("etc/config")).expect("open");
+    fs::remove_file(mnt.path("etc/config")).expect("rm");
+    let _ = held.set_permissions(fs::Permissions::from_mode(0o644));
+    drop(held);
+    drop(mnt);
+    let again = Mounted::mount(&root, "c");
+    assert!(
+        !again.path("etc/config").exists(),
+        "a deleted file came back"
+    );
+}
