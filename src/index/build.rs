@@ -223,16 +223,18 @@ mod tests {
     fn id(n: u8) -> LayerId {
         LayerId(Digest::of(&[n]))
     }
-    fn index(layers: &[Vec<Entry>]) -> Index<Vec<u8>> {
-        let inputs: Vec<_> = layers
+    fn inputs(layers: &[Vec<Entry>]) -> Vec<LayerInput<'_>> {
+        layers
             .iter()
             .enumerate()
             .map(|(i, l)| LayerInput {
                 id: id(i as u8),
                 entries: l,
             })
-            .collect();
-        Index::open(build(&inputs).unwrap()).unwrap()
+            .collect()
+    }
+    fn index(layers: &[Vec<Entry>]) -> Index<Vec<u8>> {
+        Index::open(build(&inputs(layers)).unwrap()).unwrap()
     }
     fn resolve(idx: &Index<Vec<u8>>, path: &str) -> Option<Ino> {
         p(path)
@@ -342,15 +344,7 @@ mod tests {
             )],
             vec![file("etc/passwd", "x")],
         ];
-        let inputs: Vec<_> = layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| LayerInput {
-                id: id(i as u8),
-                entries: l,
-            })
-            .collect();
-        let err = build(&inputs).unwrap_err();
+        let err = build(&inputs(&layers)).unwrap_err();
         assert!(matches!(err, IndexError::ThroughSymlink { .. }), "{err}");
         assert!(err.to_string().contains("/etc/passwd"));
     }
