@@ -754,14 +754,17 @@ impl UnionFs {
         if found.upper.is_some() {
             self.upper.unlink(&found.path, dir)?;
         }
-        if parent_lower
-            .and_then(|p| self.index.lookup(p, name))
-            .is_some()
-        {
+        let lower_child = parent_lower.and_then(|p| self.index.lookup(p, name));
+        if lower_child.is_some() {
             self.ensure_upper_dir(&parent_path)?;
             self.upper.whiteout(&found.path)?;
         }
         self.forget_path(found.id, &found.path);
+        // The lower entry's node (still held for files opened before a copy-up) loses the
+        // name too.
+        if let Some(lower) = lower_child {
+            self.forget_path(lower.0, &found.path);
+        }
         Ok(())
     }
 
@@ -928,6 +931,9 @@ impl UnionFs {
             && d.id != src.id
         {
             self.forget_path(d.id, &d.path);
+            if let Some(lower) = dst_parent_lower.and_then(|p| self.index.lookup(p, new_name)) {
+                self.forget_path(lower.0, &d.path);
+            }
         }
         self.move_paths(&src.path, &dst_path, exchange);
         // A moved directory is now upper-only below: its nodes no longer see lower entries.
