@@ -9,12 +9,7 @@ use std::time::Duration;
 fn killed_import_leaves_fsck_clean_and_earlier_images_intact() {
     let images = test_images();
     let root = Root::new();
-    root.ok(&[
-        "import",
-        images.join("python.docker.tar").to_str().unwrap(),
-        "--name",
-        "python",
-    ]);
+    root.import_test_image("python.docker.tar", "python");
     let before = root.images();
     let app = images.join("app.oci.tar");
     // Random moments over an import (opening, reading layers, writing objects, the index,

@@ -23,18 +23,8 @@ fn layout_oci_archive_and_docker_archive_give_one_image_id() {
         "--name",
         "from-layout",
     ]);
-    root.ok(&[
-        "import",
-        images.join("app.oci.tar").to_str().unwrap(),
-        "--name",
-        "from-oci-archive",
-    ]);
-    root.ok(&[
-        "import",
-        images.join("app.docker.tar").to_str().unwrap(),
-        "--name",
-        "from-docker-archive",
-    ]);
+    root.import_test_image("app.oci.tar", "from-oci-archive");
+    root.import_test_image("app.docker.tar", "from-docker-archive");
     let ids: Vec<String> = ["from-layout", "from-oci-archive", "from-docker-archive"]
         .iter()
         .map(|n| image_id(&root, n))
@@ -52,12 +42,7 @@ fn layout_oci_archive_and_docker_archive_give_one_image_id() {
 fn assert_index_equals_unpack(name: &str, source: &str, unpacked: &str) -> crate::util::Tree {
     let images = test_images();
     let root = Root::new();
-    root.ok(&[
-        "import",
-        images.join(source).to_str().unwrap(),
-        "--name",
-        name,
-    ]);
+    root.import_test_image(source, name);
     let id = image_id(&root, name);
     let ours = dump_index(&root.store(), &id);
     let theirs = dump_dir(&images.join(unpacked).join("rootfs"));

@@ -17,12 +17,7 @@ fn without_root(mut tree: Tree) -> Tree {
 fn assert_mount_equals_unpack(source: &str, unpacked: &str) {
     let images = test_images();
     let root = Root::new();
-    root.ok(&[
-        "import",
-        images.join(source).to_str().unwrap(),
-        "--name",
-        "img",
-    ]);
+    root.import_test_image(source, "img");
     let mnt = Mounted::new(&root, "img", "c");
     let ours = without_root(dump_dir(&mnt.dir));
     let theirs = without_root(dump_dir(&images.join(unpacked).join("rootfs")));
@@ -48,14 +43,8 @@ fn mounted_python_image_equals_umoci_unpack() {
 
 #[test]
 fn python_runs_from_the_mount() {
-    let images = test_images();
     let root = Root::new();
-    root.ok(&[
-        "import",
-        images.join("app.oci.tar").to_str().unwrap(),
-        "--name",
-        "app",
-    ]);
+    root.import_test_image("app.oci.tar", "app");
     let mnt = Mounted::new(&root, "app", "c");
     let out = Command::new("chroot")
         .arg(&mnt.dir)
@@ -404,14 +393,8 @@ fn operations_match_kernel_overlayfs_before_and_after_remount() {
 
 #[test]
 fn copy_up_of_open_binary_keeps_running() {
-    let images = test_images();
     let root = Root::new();
-    root.ok(&[
-        "import",
-        images.join("python.docker.tar").to_str().unwrap(),
-        "--name",
-        "py",
-    ]);
+    root.import_test_image("python.docker.tar", "py");
     let mnt = Mounted::new(&root, "py", "c");
     let mut running = Command::new("chroot")
         .arg(&mnt.dir)

@@ -55,6 +55,17 @@ impl Root {
         self.snap(args).ok()
     }
 
+    /// Imports `file` of the test images (`tools/make-test-images`) as `name`.
+    pub fn import_test_image(&self, file: &str, name: &str) {
+        let source = test_images().join(file);
+        self.ok(&[
+            "import",
+            source.to_str().expect("utf-8 path"),
+            "--name",
+            name,
+        ]);
+    }
+
     /// `snap images --json`, parsed.
     pub fn images(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["images", "--json"])).expect("images json")
