@@ -1,8 +1,10 @@
 //! The `snap` command line: argument parsing, one file per command, progress bars, tables
 //! and JSON output. Errors get their context here (anyhow) and exit non-zero.
 
+mod commit;
 mod create;
 mod df;
+mod export;
 mod fsck;
 mod gc;
 mod images;
@@ -40,6 +42,8 @@ struct Args {
 enum Command {
     /// Import an image: OCI layout dir, OCI archive, docker archive, or a rootfs dir/tar.
     Import(import::ImportArgs),
+    /// Write an image as an OCI archive, OCI layout directory or docker-archive.
+    Export(export::ExportArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Show an image's config, layers and history.
@@ -58,6 +62,8 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount a container; its daemon exits.
     Umount(mount::UmountArgs),
+    /// Turn a container's changes into a new image (the container keeps running).
+    Commit(commit::CommitArgs),
     /// List containers.
     Ps(ps::PsArgs),
     /// Remove containers and their changes (the image stays).
@@ -89,6 +95,7 @@ fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("opening the store at {}", args.root.display()))?;
     match args.command {
         Command::Import(a) => import::run(&store, a),
+        Command::Export(a) => export::run(&store, a),
         Command::Images(a) => images::run(&store, a),
         Command::Inspect(a) => inspect::run(&store, a),
         Command::Rmi(a) => rmi::run(&store, a),
@@ -98,6 +105,7 @@ fn run(args: Args) -> Result<i32> {
         Command::Create(a) => create::run(&store, a),
         Command::Mount(a) => mount::run(&store, a),
         Command::Umount(a) => mount::run_umount(&store, a),
+        Command::Commit(a) => commit::run(&store, a),
         Command::Ps(a) => ps::run(&store, a),
         Command::Rm(a) => ps::run_rm(&store, a),
         Command::Lowerdirs(a) => lowerdirs::run(&store, a),

@@ -10,11 +10,13 @@
 //! The record (name → image) is in the database; the mount state is a file beside the upper
 //! directory, so that daemons never touch the database after they start.
 
+mod commit;
 mod create;
 mod mount;
 mod remove;
 mod status;
 
+pub use commit::commit;
 pub use create::create;
 pub use mount::{MountState, mount, serve, umount};
 pub use remove::remove;
@@ -61,6 +63,8 @@ pub enum ContainerError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Fs(#[from] crate::fs::FsError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
 }
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {

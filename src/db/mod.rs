@@ -63,6 +63,8 @@ pub enum DbError {
     Ambiguous { name: String, matches: String },
     #[error("image {image} is used by container(s) {containers}")]
     ImageInUse { image: String, containers: String },
+    #[error("an image named {0:?} exists already")]
+    NameTaken(String),
 }
 
 /// An open database, holding the root's lock until dropped.
@@ -280,15 +282,25 @@ impl Db {
     }
 
     /// Records an imported image, its new layers and its name, in one transaction, then flushes.
-    /// The objects, layer files and index it names must already be durable.
+    /// The objects, layer files and index it names must already be durable. With `exclusive`,
+    /// a name that already names an image fails with [`DbError::NameTaken`] and changes nothing.
     pub fn add_image(
         &self,
         image: &ImageRecord,
         layers: &[LayerRecord],
         name: Option<&str>,
+        exclusive: bool,
     ) -> Result<(), DbError> {
         (&self.images, &self.layers, &self.tags)
             .transaction(|(images, layer_tree, tags)| {
+                if exclusive
+                    && let Some(name) = name
+                    && tags.get(name.as_bytes())?.is_some()
+                {
+                    return Err(sled::transaction::ConflictableTransactionError::Abort(
+                        name.to_string(),
+                    ));
+                }
                 for layer in layers {
                     layer_tree.insert(layer.id.0.as_bytes(), encode(layer))?;
                 }
@@ -312,16 +324,12 @@ impl Db {
                 }
                 Ok(())
             })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+            .map_err(|e: sled::transaction::TransactionError<String>| match e {
                 sled::transaction::TransactionError::Storage(source) => DbError::Sled {
                     tree: "images",
                     source,
                 },
-                sled::transaction::TransactionError::Abort(()) => DbError::Corrupt {
-                    tree: "images",
-                    key: image.id.to_string(),
-                    detail: "transaction aborted".into(),
-                },
+                sled::transaction::TransactionError::Abort(name) => DbError::NameTaken(name),
             })?;
         self.flush()
     }

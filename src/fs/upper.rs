@@ -15,12 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-
-/// Whether an xattr name belongs to overlayfs's own bookkeeping (hidden from users).
-pub fn is_private_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
-}
+pub use crate::layer::overlay::{OPAQUE_XATTR, is_private_xattr};
 
 /// The upper and work directories of one container.
 pub struct Upper {
@@ -94,7 +89,7 @@ impl Upper {
     }
 
     pub fn is_whiteout(st: &Stat) -> bool {
-        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+        crate::layer::overlay::is_whiteout(st.st_mode, st.st_rdev)
     }
 
     pub fn is_dir(st: &Stat) -> bool {

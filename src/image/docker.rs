@@ -4,15 +4,16 @@ use super::ImageError;
 use super::archive::BlobSource;
 use super::import::{ImageSpec, LayerBlob};
 use crate::model::Digest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+/// One image of `manifest.json`.
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Entry {
-    config: String,
+pub struct ManifestEntry {
+    pub config: String,
     #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
+    pub repo_tags: Option<Vec<String>>,
+    pub layers: Vec<String>,
 }
 
 /// A digest named by a member path such as `blobs/sha256/<hex>` or `<hex>.json`, if any.
@@ -29,10 +30,11 @@ pub fn read_docker_archive(
 ) -> Result<ImageSpec, ImageError> {
     let name = source.name();
     let bytes = source.read("manifest.json", "manifest.json")?;
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
-        what: format!("{name} manifest.json"),
-        detail: e.to_string(),
-    })?;
+    let entries: Vec<ManifestEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+            what: format!("{name} manifest.json"),
+            detail: e.to_string(),
+        })?;
     let all_tags = || {
         let tags: Vec<String> = entries
             .iter()
@@ -44,7 +46,7 @@ pub fn read_docker_archive(
             tags.join(", ")
         }
     };
-    let chosen: Vec<&Entry> = match tag {
+    let chosen: Vec<&ManifestEntry> = match tag {
         Some(tag) => entries
             .iter()
             .filter(|e| {

@@ -8,7 +8,7 @@
 
 use super::archive::{BlobSource, DirSource, Member, TarSource};
 use super::config::{Platform, read_config, rfc3339};
-use super::{ImageError, Progress, check_name, docker, io_err, layout, open_db, rootfs};
+use super::{ImageError, Progress, TempFile, check_name, docker, io_err, layout, open_db, rootfs};
 use crate::db::{BlobRef, ImageLayer, ImageRecord, LayerRecord};
 use crate::index::{LayerInput, build};
 use crate::layer::{LayerFile, ParsedLayer, parse_layer};
@@ -141,16 +141,18 @@ pub fn import(
         architecture: facts.architecture,
         source: origin,
     };
-    finish_import(store, &spec.config, record, layers, name, progress)
+    finish_import(store, &spec.config, record, layers, name, false, progress)
 }
 
-/// Builds the index, makes everything durable, then records the image.
+/// Builds the index, makes everything durable, then records the image. With
+/// `exclusive_name`, an existing image of that name makes it fail instead of moving the name.
 pub(super) fn finish_import(
     store: &Store,
     config: &[u8],
     record: ImageRecord,
     layers: Vec<StoredLayer>,
     name: Option<String>,
+    exclusive_name: bool,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImageError> {
     progress.message("building the index");
@@ -175,7 +177,10 @@ pub(super) fn finish_import(
     store.sync()?;
     let db = open_db(store, progress)?;
     let records: Vec<LayerRecord> = layers.iter().map(|l| l.record.clone()).collect();
-    db.add_image(&record, &records, name.as_deref())?;
+    match db.add_image(&record, &records, name.as_deref(), exclusive_name) {
+        Err(crate::db::DbError::NameTaken(name)) => return Err(ImageError::NameTaken(name)),
+        other => other?,
+    }
     drop(db);
     progress.finish();
     let stats = store.stats();
@@ -278,15 +283,6 @@ fn open_source(store: &Store, path: &Path) -> Result<(Opened, Option<TempFile>),
         Opened::Rootfs(kind)
     };
     Ok((opened, unpacked))
-}
-
-/// A file under tmp/ removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

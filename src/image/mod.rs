@@ -7,8 +7,11 @@
 //! `gc` removes, never a record naming a missing file.
 
 mod archive;
+mod change;
+mod commit;
 mod config;
 mod docker;
+mod export;
 mod fsck;
 mod gc;
 mod import;
@@ -18,8 +21,11 @@ mod lowerdirs;
 mod progress;
 mod remove;
 mod rootfs;
+mod tree_tar;
 mod usage;
 
+pub use commit::{CommitOptions, CommitReport, commit};
+pub use export::{ExportFormat, ExportOptions, ExportReport, LayerCompression, export};
 pub use fsck::{FsckReport, Problem, fsck};
 pub use gc::gc;
 pub use import::{ImportOptions, ImportReport, import};
@@ -106,12 +112,25 @@ pub enum ImageError {
     },
     #[error("building the index: {0}")]
     Index(#[source] crate::index::IndexError),
+    #[error("an image named {0:?} exists already; pick another name or `snap rmi` it first")]
+    NameTaken(String),
+    #[error("invalid change {change:?}: {reason}")]
+    BadChange { change: String, reason: String },
     #[error("invalid image name {name:?}: {reason}")]
     BadName { name: String, reason: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// A file under tmp/ removed when dropped.
+pub(crate) struct TempFile(pub PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {

@@ -5,14 +5,13 @@ use super::config::rootfs_config;
 use super::import::{
     ImportOptions, ImportReport, StoredLayer, finish_import, layer_record, now, now_rfc3339,
 };
-use super::{ImageError, Progress, io_err};
+use super::tree_tar::{TreeKind, write_tree_tar};
+use super::{ImageError, Progress, Silent, io_err};
 use crate::db::{BlobRef, ImageLayer, ImageRecord};
 use crate::layer::{LayerFile, parse_layer};
 use crate::model::{Digest, ImageId};
 use crate::store::Store;
-use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 /// A rootfs source: the directory itself, or an uncompressed tar to read (the source, or its
@@ -48,7 +47,9 @@ pub fn import_rootfs(
         RootfsKind::Dir => {
             let (reader, writer) = std::io::pipe().map_err(io_err(source))?;
             std::thread::scope(|scope| {
-                let writing = scope.spawn(move || write_tree_tar(source, writer));
+                let tmp = store.tmp_dir();
+                let writing = scope
+                    .spawn(move || write_tree_tar(source, TreeKind::Rootfs, &tmp, &Silent, writer));
                 let parsed = parse_layer(BufReader::with_capacity(1 << 20, reader), store);
                 let written = writing.join().unwrap_or_else(|_| {
                     Err(ImageError::Io {
@@ -119,7 +120,7 @@ pub fn import_rootfs(
         file: Some(file),
         reused: false,
     }];
-    finish_import(store, &config, image, layers, name, progress)
+    finish_import(store, &config, image, layers, name, false, progress)
 }
 
 struct Counted<'a, R> {
@@ -133,93 +134,4 @@ impl<R: Read> Read for Counted<'_, R> {
         self.progress.bytes(n as u64);
         Ok(n)
     }
-}
-
-/// Writes `root` as a layer tar: sorted walk, owners, modes, nanosecond mtimes and xattrs in
-/// PAX records, hardlinks as links to their first name, devices and fifos; sockets skipped.
-fn write_tree_tar(root: &Path, out: impl Write) -> Result<(), ImageError> {
-    let mut builder = tar::Builder::new(out);
-    builder.mode(tar::HeaderMode::Complete);
-    let mut first_names: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
-    for item in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let item = item.map_err(|e| ImageError::Io {
-            path: e.path().unwrap_or(root).to_path_buf(),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-        })?;
-        let path = item.path();
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        let rel = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        let meta = std::fs::symlink_metadata(path).map_err(io_err(path))?;
-        let file_type = meta.file_type();
-        if file_type.is_socket() {
-            continue;
-        }
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        if meta.mtime_nsec() != 0 {
-            pax.push((
-                "mtime".into(),
-                format!("{}.{:09}", meta.mtime(), meta.mtime_nsec()).into_bytes(),
-            ));
-        }
-        for (name, value) in crate::sys::xattrs(path).map_err(io_err(path))? {
-            pax.push((
-                format!("SCHILY.xattr.{}", String::from_utf8_lossy(&name)),
-                value,
-            ));
-        }
-        if !pax.is_empty() {
-            builder
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), &v[..])))
-                .map_err(io_err(path))?;
-        }
-        let mut header = tar::Header::new_gnu();
-        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-        header.set_mode(meta.mode() & 0o7777);
-        let written = if file_type.is_file() && meta.nlink() > 1 {
-            match first_names.get(&(meta.dev(), meta.ino())) {
-                Some(first) => {
-                    header.set_entry_type(tar::EntryType::Link);
-                    header.set_size(0);
-                    builder.append_link(&mut header, rel, first)
-                }
-                None => {
-                    first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
-                    let file = std::fs::File::open(path).map_err(io_err(path))?;
-                    builder.append_data(&mut header, rel, file)
-                }
-            }
-        } else if file_type.is_file() {
-            let file = std::fs::File::open(path).map_err(io_err(path))?;
-            builder.append_data(&mut header, rel, file)
-        } else if file_type.is_symlink() {
-            let target = std::fs::read_link(path).map_err(io_err(path))?;
-            builder.append_link(&mut header, rel, target)
-        } else {
-            if file_type.is_char_device() || file_type.is_block_device() {
-                let rdev = meta.rdev();
-                header
-                    .set_device_major(rustix::fs::major(rdev))
-                    .map_err(io_err(path))?;
-                header
-                    .set_device_minor(rustix::fs::minor(rdev))
-                    .map_err(io_err(path))?;
-            }
-            builder.append_data(&mut header, rel, std::io::empty())
-        };
-        written.map_err(io_err(path))?;
-    }
-    builder
-        .into_inner()
-        .map_err(io_err(root))?
-        .flush()
-        .map_err(io_err(root))
 }

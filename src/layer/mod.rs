@@ -12,6 +12,7 @@
 //! which sees every layer.
 
 mod file;
+pub mod overlay;
 mod parse;
 mod skeleton;
 

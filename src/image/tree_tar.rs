@@ -1,0 +1,293 @@
+//! Writing a directory tree as a layer tar: a rootfs as it is (`snap import DIR`), or a
+//! container's upper directory as the OCI layer of its changes (`snap commit`), where
+//! whiteouts become `.wh.NAME` entries, opaque directories get a `.wh..wh..opq` entry and
+//! overlayfs's private xattrs are left out.
+//!
+//! The walk is sorted, so the same tree gives the same tar. Every regular file is read whole
+//! and checked unchanged (size, mtime, ctime) after the read; one that changed is read again,
+//! so the tar never holds half of a write made while it was being written.
+
+use super::{ImageError, Progress, TempFile, io_err};
+use crate::layer::overlay;
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// What the tree is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    /// A root filesystem: every entry as it is.
+    Rootfs,
+    /// An overlayfs upper directory: whiteouts and opaque markers become OCI's.
+    Upper,
+}
+
+/// Files up to this size are read into memory; bigger ones are copied to a snapshot in tmp/.
+const IN_MEMORY_LIMIT: u64 = 8 << 20;
+/// How often a file that keeps changing is read again before the tar is given up.
+const MAX_READS: usize = 20;
+
+/// Writes `root` as a layer tar to `out`: sorted walk, owners, modes, nanosecond mtimes and
+/// xattrs in PAX records, hardlinks as links to their first name, devices and fifos; sockets
+/// are skipped. `tmp` is a directory on any filesystem for snapshots of big files.
+pub fn write_tree_tar(
+    root: &Path,
+    kind: TreeKind,
+    tmp: &Path,
+    progress: &dyn Progress,
+    out: impl Write,
+) -> Result<(), ImageError> {
+    let mut builder = tar::Builder::new(out);
+    builder.mode(tar::HeaderMode::Complete);
+    let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut snapshots = 0u64;
+    for item in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let item = item.map_err(|e| ImageError::Io {
+            path: e.path().unwrap_or(root).to_path_buf(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+        })?;
+        let path = item.path();
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let meta = std::fs::symlink_metadata(path).map_err(io_err(path))?;
+        let file_type = meta.file_type();
+        if file_type.is_socket() {
+            continue;
+        }
+        if kind == TreeKind::Upper && overlay::is_whiteout(meta.mode(), meta.rdev()) {
+            let name = whiteout_name(rel, b".wh.", rel.file_name().unwrap_or_default());
+            append_marker(&mut builder, &name, &meta)?;
+            continue;
+        }
+        let mut xattrs = crate::sys::xattrs(path).map_err(io_err(path))?;
+        let opaque = kind == TreeKind::Upper
+            && file_type.is_dir()
+            && xattrs.iter().any(|(n, v)| overlay::is_opaque_marker(n, v));
+        if kind == TreeKind::Upper {
+            xattrs.retain(|(name, _)| !overlay::is_private_xattr(name));
+        }
+        let body = if file_type.is_file() {
+            snapshots += 1;
+            let snapshot = tmp.join(format!("commit-{}-{snapshots}", std::process::id()));
+            Some(read_stable(path, &snapshot)?)
+        } else {
+            None
+        };
+        // A file's header describes the state its body was read in.
+        let (meta, body) = match body {
+            Some(StableBody { meta, data }) => (meta, Some(data)),
+            None => (meta, None),
+        };
+        let meta = &meta;
+        append_pax(&mut builder, path, meta, &xattrs)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        header.set_mode(meta.mode() & 0o7777);
+        let written = if let Some(body) = body {
+            let first = (meta.nlink() > 1)
+                .then(|| first_names.get(&(meta.dev(), meta.ino())))
+                .flatten();
+            if let Some(first) = first {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                builder.append_link(&mut header, rel, first)
+            } else {
+                if meta.nlink() > 1 {
+                    first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
+                }
+                progress.bytes(meta.len());
+                let reader = body.reader(meta.len()).map_err(io_err(path))?;
+                builder.append_data(&mut header, rel, reader)
+            }
+        } else if file_type.is_symlink() {
+            let target = std::fs::read_link(path).map_err(io_err(path))?;
+            builder.append_link(&mut header, rel, target)
+        } else {
+            if file_type.is_char_device() || file_type.is_block_device() {
+                let rdev = meta.rdev();
+                header
+                    .set_device_major(rustix::fs::major(rdev))
+                    .map_err(io_err(path))?;
+                header
+                    .set_device_minor(rustix::fs::minor(rdev))
+                    .map_err(io_err(path))?;
+            }
+            builder.append_data(&mut header, rel, std::io::empty())
+        };
+        written.map_err(io_err(path))?;
+        if opaque {
+            let name = whiteout_name(&rel.join("x"), b".wh..wh..opq", Default::default());
+            append_marker(&mut builder, &name, meta)?;
+        }
+    }
+    builder
+        .into_inner()
+        .map_err(io_err(root))?
+        .flush()
+        .map_err(io_err(root))
+}
+
+/// `dir/<prefix><name>`: the tar name of a whiteout (`.wh.NAME`) or an opaque marker.
+fn whiteout_name(rel: &Path, prefix: &[u8], name: &std::ffi::OsStr) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut marker = prefix.to_vec();
+    marker.extend_from_slice(name.as_bytes());
+    rel.parent()
+        .unwrap_or(Path::new(""))
+        .join(std::ffi::OsStr::from_bytes(&marker))
+}
+
+/// A whiteout or opaque marker: an empty regular file with mode 0, owned and dated like the
+/// upper entry it stands for.
+fn append_marker<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &Path,
+    meta: &Metadata,
+) -> Result<(), ImageError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0);
+    header.set_uid(meta.uid().into());
+    header.set_gid(meta.gid().into());
+    header.set_mtime(meta.mtime().max(0) as u64);
+    header.set_size(0);
+    builder
+        .append_data(&mut header, name, std::io::empty())
+        .map_err(io_err(name))
+}
+
+/// PAX records for what a plain header cannot hold: nanosecond mtimes and xattrs.
+fn append_pax<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    meta: &Metadata,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), ImageError> {
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    if meta.mtime_nsec() != 0 {
+        pax.push((
+            "mtime".into(),
+            format!("{}.{:09}", meta.mtime(), meta.mtime_nsec()).into_bytes(),
+        ));
+    }
+    for (name, value) in xattrs {
+        pax.push((
+            format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
+            value.clone(),
+        ));
+    }
+    if !pax.is_empty() {
+        builder
+            .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), &v[..])))
+            .map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+/// The bytes of one file as they were at one moment, and its metadata at that moment.
+struct StableBody {
+    meta: Metadata,
+    data: BodyData,
+}
+
+enum BodyData {
+    Memory(Vec<u8>),
+    /// A copy in tmp/, removed when dropped.
+    Snapshot(File, TempFile),
+}
+
+impl BodyData {
+    /// The first `size` bytes.
+    fn reader(self, size: u64) -> std::io::Result<Box<dyn Read>> {
+        Ok(match self {
+            BodyData::Memory(bytes) => Box::new(std::io::Cursor::new(bytes)),
+            BodyData::Snapshot(mut file, temp) => {
+                file.rewind()?;
+                Box::new(SnapshotReader {
+                    file: file.take(size),
+                    _temp: temp,
+                })
+            }
+        })
+    }
+}
+
+struct SnapshotReader {
+    file: std::io::Take<File>,
+    _temp: TempFile,
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+/// Whether two stats of one file show the same content.
+fn unchanged(a: &Metadata, b: &Metadata) -> bool {
+    (
+        a.ino(),
+        a.len(),
+        a.mtime(),
+        a.mtime_nsec(),
+        a.ctime(),
+        a.ctime_nsec(),
+    ) == (
+        b.ino(),
+        b.len(),
+        b.mtime(),
+        b.mtime_nsec(),
+        b.ctime(),
+        b.ctime_nsec(),
+    )
+}
+
+/// Reads `path` until one read sees no change from start to end.
+fn read_stable(path: &Path, snapshot: &Path) -> Result<StableBody, ImageError> {
+    for _ in 0..MAX_READS {
+        let mut file = File::open(path).map_err(io_err(path))?;
+        let before = file.metadata().map_err(io_err(path))?;
+        let (data, got) = if before.len() <= IN_MEMORY_LIMIT {
+            let mut bytes = Vec::with_capacity(before.len() as usize);
+            (&mut file)
+                .take(before.len() + 1)
+                .read_to_end(&mut bytes)
+                .map_err(io_err(path))?;
+            let got = bytes.len() as u64;
+            (BodyData::Memory(bytes), got)
+        } else {
+            let temp = TempFile(snapshot.to_path_buf());
+            let mut copy = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(snapshot)
+                .map_err(io_err(snapshot))?;
+            // std's copy uses copy_file_range: the kernel copies, or reflinks where it can.
+            let got = std::io::copy(&mut (&mut file).take(before.len() + 1), &mut copy)
+                .map_err(io_err(path))?;
+            (BodyData::Snapshot(copy, temp), got)
+        };
+        let after = file.metadata().map_err(io_err(path))?;
+        if got == before.len() && unchanged(&before, &after) {
+            return Ok(StableBody { meta: before, data });
+        }
+    }
+    Err(ImageError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "the file changed during each of {MAX_READS} reads; stop its writer and try again"
+        )),
+    })
+}
