@@ -76,6 +76,9 @@ pub struct ExportReport {
     pub bytes: u64,
 }
 
+/// How long an export waits for a running `snap gc`.
+const GC_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -99,6 +102,8 @@ pub fn export(
     options: &ExportOptions,
     progress: &dyn Progress,
 ) -> Result<ExportReport, ImageError> {
+    // gc must neither sweep the objects read nor the blobs staged in tmp/.
+    let _guard = store.write_guard(GC_WAIT)?;
     let (record, name) = {
         let db = open_db(store, progress)?;
         let record = db.resolve(image)?;

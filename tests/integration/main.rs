@@ -2,7 +2,9 @@
 //! Run as root on Linux; the test images come from `tools/make-test-images`.
 
 mod commands;
+mod commit;
 mod crash;
+mod ctrd;
 mod hostile;
 mod import;
 mod mount;
