@@ -9,15 +9,17 @@
 //! the upper is only read.
 
 use super::change::Change;
-use super::import::{ImportReport, StoredLayer, finish_import, layer_record, now_rfc3339};
-use super::tree_tar::{TreeKind, write_tree_tar};
-use super::{ImageError, Progress, check_name, io_err, open_db};
+use super::import::{
+    ImportReport, NewImage, StoredLayer, finish_import, layer_record, now_rfc3339,
+};
+use super::tree_tar::{TreeKind, store_tree};
+use super::{ImageError, Progress, check_name, open_db};
 use crate::db::{ImageLayer, ImageRecord};
-use crate::layer::{LayerFile, parse_layer};
+use crate::index::{LayerInput, build_on};
+use crate::layer::LayerFile;
 use crate::model::{Digest, ImageId, LayerId};
 use crate::store::Store;
 use serde_json::{Map, Value, json};
-use std::io::BufReader;
 use std::path::Path;
 use std::time::Duration;
 
@@ -98,25 +100,7 @@ pub fn commit(
     let parent_config = store.read_object(&parent.id.0)?;
 
     progress.start(1, 0);
-    let (reader, writer) = std::io::pipe().map_err(io_err(tree))?;
-    let tmp = store.tmp_dir();
-    let parsed = std::thread::scope(|scope| {
-        let writing = scope.spawn(|| write_tree_tar(tree, TreeKind::Upper, &tmp, progress, writer));
-        let parsed = parse_layer(BufReader::with_capacity(1 << 20, reader), store);
-        let written = writing.join().unwrap_or_else(|_| {
-            Err(ImageError::Io {
-                path: tree.to_path_buf(),
-                source: std::io::Error::other("the tar writer panicked"),
-            })
-        });
-        // A writer error comes first: it is why the parser saw a short tar.
-        written?;
-        parsed.map_err(|source| ImageError::Layer {
-            index: parent.layers.len(),
-            blob: tree.display().to_string(),
-            source,
-        })
-    })?;
+    let parsed = store_tree(store, tree, TreeKind::Upper, parent.layers.len(), progress)?;
     let record = layer_record(&parsed);
     let file = LayerFile {
         entries: parsed.entries,
@@ -125,6 +109,16 @@ pub fn commit(
     store.write_layer(&record.id, &file)?;
     progress.layer_done(parent.layers.len(), &record.id, false);
 
+    // The parent's index plus the new layer: the parent's layers are not read again.
+    progress.message("building the index");
+    let index = build_on(
+        &store.open_index(&parent.id)?,
+        &[LayerInput {
+            id: record.id,
+            entries: &file.entries,
+        }],
+    )
+    .map_err(ImageError::Index)?;
     let created = now_rfc3339();
     let config = child_config(&parent_config, &record.id, &created, options, &changes)?;
     let mut layers = parent.layers.clone();
@@ -155,11 +149,14 @@ pub fn commit(
         ..
     } = finish_import(
         store,
-        &config,
-        image,
-        stored,
-        Some(options.name.clone()),
-        true,
+        NewImage {
+            config: &config,
+            record: image,
+            layers: stored,
+            index,
+            name: Some(options.name.clone()),
+            exclusive_name: true,
+        },
         progress,
     )?;
     Ok(CommitReport {

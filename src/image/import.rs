@@ -141,23 +141,24 @@ pub fn import(
         architecture: facts.architecture,
         source: origin,
     };
-    finish_import(store, &spec.config, record, layers, name, false, progress)
+    progress.message("building the index");
+    let index = build_index(store, &layers)?;
+    let image = NewImage {
+        config: &spec.config,
+        record,
+        layers,
+        index,
+        name,
+        exclusive_name: false,
+    };
+    finish_import(store, image, progress)
 }
 
-/// Builds the index, makes everything durable, then records the image. With
-/// `exclusive_name`, an existing image of that name makes it fail instead of moving the name.
-pub(super) fn finish_import(
-    store: &Store,
-    config: &[u8],
-    record: ImageRecord,
-    layers: Vec<StoredLayer>,
-    name: Option<String>,
-    exclusive_name: bool,
-    progress: &dyn Progress,
-) -> Result<ImportReport, ImageError> {
-    progress.message("building the index");
+/// Builds the flattened index of `layers` (bottom first), reading the layer files this
+/// process did not just parse.
+pub(super) fn build_index(store: &Store, layers: &[StoredLayer]) -> Result<Vec<u8>, ImageError> {
     let mut files = Vec::with_capacity(layers.len());
-    for layer in &layers {
+    for layer in layers {
         files.push(match &layer.file {
             Some(file) => file.clone(),
             None => store.read_layer(&layer.record.id)?,
@@ -171,7 +172,35 @@ pub(super) fn finish_import(
             entries: &f.entries,
         })
         .collect();
-    let index = build(&inputs).map_err(ImageError::Index)?;
+    build(&inputs).map_err(ImageError::Index)
+}
+
+/// An image whose layers are stored, ready to be made durable and recorded.
+pub(super) struct NewImage<'a> {
+    pub config: &'a [u8],
+    pub record: ImageRecord,
+    pub layers: Vec<StoredLayer>,
+    pub index: Vec<u8>,
+    pub name: Option<String>,
+    /// Fail if `name` already names an image (commit) instead of moving the name (import).
+    pub exclusive_name: bool,
+}
+
+/// Makes the config and the index durable with everything written before, then records the
+/// image in one transaction.
+pub(super) fn finish_import(
+    store: &Store,
+    image: NewImage<'_>,
+    progress: &dyn Progress,
+) -> Result<ImportReport, ImageError> {
+    let NewImage {
+        config,
+        record,
+        layers,
+        index,
+        name,
+        exclusive_name,
+    } = image;
     store.put_bytes(config)?;
     store.write_index(&record.id, &index)?;
     store.sync()?;

@@ -3,10 +3,11 @@
 
 use super::config::rootfs_config;
 use super::import::{
-    ImportOptions, ImportReport, StoredLayer, finish_import, layer_record, now, now_rfc3339,
+    ImportOptions, ImportReport, NewImage, StoredLayer, build_index, finish_import, layer_record,
+    now, now_rfc3339,
 };
-use super::tree_tar::{TreeKind, write_tree_tar};
-use super::{ImageError, Progress, Silent, io_err};
+use super::tree_tar::{TreeKind, store_tree};
+use super::{ImageError, Progress, io_err};
 use crate::db::{BlobRef, ImageLayer, ImageRecord};
 use crate::layer::{LayerFile, parse_layer};
 use crate::model::{Digest, ImageId};
@@ -44,25 +45,7 @@ pub fn import_rootfs(
         source,
     };
     let parsed = match kind {
-        RootfsKind::Dir => {
-            let (reader, writer) = std::io::pipe().map_err(io_err(source))?;
-            std::thread::scope(|scope| {
-                let tmp = store.tmp_dir();
-                let writing = scope
-                    .spawn(move || write_tree_tar(source, TreeKind::Rootfs, &tmp, &Silent, writer));
-                let parsed = parse_layer(BufReader::with_capacity(1 << 20, reader), store);
-                let written = writing.join().unwrap_or_else(|_| {
-                    Err(ImageError::Io {
-                        path: source.to_path_buf(),
-                        source: std::io::Error::other("the tar writer panicked"),
-                    })
-                });
-                // A parse error comes first: it is why the writer saw a closed pipe.
-                let parsed = parsed.map_err(layer_err)?;
-                written?;
-                Ok::<_, ImageError>(parsed)
-            })?
-        }
+        RootfsKind::Dir => store_tree(store, source, TreeKind::Rootfs, 0, progress)?,
         RootfsKind::Tar(tar) => {
             let file = std::fs::File::open(tar).map_err(io_err(tar))?;
             let counted = Counted {
@@ -120,7 +103,16 @@ pub fn import_rootfs(
         file: Some(file),
         reused: false,
     }];
-    finish_import(store, &config, image, layers, name, false, progress)
+    let index = build_index(store, &layers)?;
+    let image = NewImage {
+        config: &config,
+        record: image,
+        layers,
+        index,
+        name,
+        exclusive_name: false,
+    };
+    finish_import(store, image, progress)
 }
 
 struct Counted<'a, R> {

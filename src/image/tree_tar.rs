@@ -8,10 +8,11 @@
 //! so the tar never holds half of a write made while it was being written.
 
 use super::{ImageError, Progress, TempFile, io_err};
-use crate::layer::overlay;
+use crate::layer::{ParsedLayer, overlay, parse_layer};
+use crate::store::Store;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::io::{Read, Seek, Write};
+use std::io::{BufReader, Read, Seek, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -29,17 +30,57 @@ const IN_MEMORY_LIMIT: u64 = 8 << 20;
 /// How often a file that keeps changing is read again before the tar is given up.
 const MAX_READS: usize = 20;
 
+/// Writes `root` as a layer tar and parses that tar into `store`, in two threads joined by a
+/// pipe, as layer `index` of its image (for errors).
+pub fn store_tree(
+    store: &Store,
+    root: &Path,
+    kind: TreeKind,
+    index: usize,
+    progress: &dyn Progress,
+) -> Result<ParsedLayer, ImageError> {
+    let (reader, writer) = crate::sys::big_pipe().map_err(io_err(root))?;
+    let tmp = store.tmp_dir();
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(|| write_tree_tar(root, kind, &tmp, progress, writer));
+        let parsed = parse_layer(BufReader::with_capacity(1 << 20, reader), store);
+        let written = writing.join().unwrap_or_else(|_| {
+            Err(ImageError::Io {
+                path: root.to_path_buf(),
+                source: std::io::Error::other("the tar writer panicked"),
+            })
+        });
+        let parsed = parsed.map_err(|source| ImageError::Layer {
+            index,
+            blob: root.display().to_string(),
+            source,
+        });
+        match (written, parsed) {
+            (Ok(()), parsed) => parsed,
+            // The parser stopped reading: its error is the cause.
+            (Err(ImageError::Io { source, .. }), Err(e))
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Err(e)
+            }
+            // The writer stopped: the parser only saw a short tar.
+            (Err(e), _) => Err(e),
+        }
+    })
+}
+
 /// Writes `root` as a layer tar to `out`: sorted walk, owners, modes, nanosecond mtimes and
 /// xattrs in PAX records, hardlinks as links to their first name, devices and fifos; sockets
 /// are skipped. `tmp` is a directory on any filesystem for snapshots of big files.
-pub fn write_tree_tar(
+fn write_tree_tar(
     root: &Path,
     kind: TreeKind,
     tmp: &Path,
     progress: &dyn Progress,
     out: impl Write,
 ) -> Result<(), ImageError> {
-    let mut builder = tar::Builder::new(out);
+    // Big writes: a pipe fed 8 KiB at a time costs a thread wake-up per write.
+    let mut builder = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
     builder.mode(tar::HeaderMode::Complete);
     let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut snapshots = 0u64;

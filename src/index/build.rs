@@ -1,9 +1,9 @@
 //! Merging layers into one tree and encoding it.
 
-use super::IndexError;
 use super::format::Encoder;
-use crate::model::{Entry, EntryPath, Kind, LayerId, Meta};
-use std::collections::BTreeMap;
+use super::{Index, IndexError, NodeKind};
+use crate::model::{Entry, EntryPath, Ino, Kind, LayerId, Meta};
+use std::collections::{BTreeMap, HashMap};
 
 /// One layer of the stack to merge, bottom first.
 pub struct LayerInput<'a> {
@@ -31,6 +31,18 @@ pub fn build(layers: &[LayerInput<'_>]) -> Result<Vec<u8>, IndexError> {
     Encoder::encode(&tree)
 }
 
+/// Merges `layers` on top of the flattened index `parent` (a commit's new layer on its image)
+/// and encodes the result: the same bytes as [`build`] of all the layers, without reading the
+/// parent's layers again.
+pub fn build_on<B: AsRef<[u8]>>(
+    parent: &Index<B>,
+    layers: &[LayerInput<'_>],
+) -> Result<Vec<u8>, IndexError> {
+    let mut tree = Tree::from_index(parent)?;
+    tree.apply(layers)?;
+    Encoder::encode(&tree)
+}
+
 fn root_meta() -> Meta {
     Meta {
         mode: 0o755,
@@ -46,26 +58,91 @@ pub(super) fn merge(layers: &[LayerInput<'_>]) -> Result<Tree, IndexError> {
             children: BTreeMap::new(),
         }],
     };
-    for layer in layers {
-        // Whiteouts and opaque markers hide what the layers below put there, never what this
-        // layer adds, so they go first.
-        for entry in layer.entries {
-            match entry.kind {
-                Kind::Whiteout => tree.remove(&entry.path),
-                Kind::Opaque => tree.clear_dir(&entry.path),
-                _ => {}
-            }
-        }
-        for entry in layer.entries {
-            if !matches!(entry.kind, Kind::Whiteout | Kind::Opaque) {
-                tree.add(layer.id, entry)?;
-            }
-        }
-    }
+    tree.apply(layers)?;
     Ok(tree)
 }
 
 impl Tree {
+    /// The tree an encoded index describes; hardlinked names share one node again.
+    fn from_index<B: AsRef<[u8]>>(index: &Index<B>) -> Result<Tree, IndexError> {
+        let node_of = |ino: Ino| -> Result<Node, IndexError> {
+            let corrupt = || IndexError::Corrupt(format!("inode {ino}"));
+            let inode = index.inode(ino).ok_or_else(corrupt)?;
+            let kind = match inode.kind {
+                NodeKind::Dir { .. } => Kind::Dir,
+                NodeKind::File { digest, size } => Kind::File { digest, size },
+                NodeKind::Symlink { target } => Kind::Symlink {
+                    target: target.to_vec(),
+                },
+                NodeKind::CharDevice { major, minor } => Kind::CharDevice { major, minor },
+                NodeKind::BlockDevice { major, minor } => Kind::BlockDevice { major, minor },
+                NodeKind::Fifo => Kind::Fifo,
+            };
+            let meta = Meta {
+                mode: inode.mode,
+                uid: inode.uid,
+                gid: inode.gid,
+                mtime_sec: inode.mtime_sec,
+                mtime_nsec: inode.mtime_nsec,
+                xattrs: index.xattrs(&inode)?,
+            };
+            Ok(Node {
+                kind,
+                meta,
+                children: BTreeMap::new(),
+            })
+        };
+        let mut tree = Tree {
+            nodes: vec![node_of(Ino::ROOT)?],
+        };
+        let mut ids: HashMap<Ino, usize> = HashMap::from([(Ino::ROOT, 0)]);
+        let mut dirs = vec![Ino::ROOT];
+        while let Some(dir) = dirs.pop() {
+            let parent = ids[&dir];
+            let children = index
+                .children(dir)
+                .ok_or_else(|| IndexError::Corrupt(format!("directory inode {dir}")))?;
+            for (name, ino) in children {
+                let id = match ids.get(&ino) {
+                    Some(&id) => id,
+                    None => {
+                        let node = node_of(ino)?;
+                        if matches!(node.kind, Kind::Dir) {
+                            dirs.push(ino);
+                        }
+                        let id = tree.push(node);
+                        ids.insert(ino, id);
+                        id
+                    }
+                };
+                tree.nodes[parent].children.insert(name.to_vec(), id);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Merges `layers` (bottom first) onto the tree.
+    fn apply(&mut self, layers: &[LayerInput<'_>]) -> Result<(), IndexError> {
+        let tree = self;
+        for layer in layers {
+            // Whiteouts and opaque markers hide what the layers below put there, never what this
+            // layer adds, so they go first.
+            for entry in layer.entries {
+                match entry.kind {
+                    Kind::Whiteout => tree.remove(&entry.path),
+                    Kind::Opaque => tree.clear_dir(&entry.path),
+                    _ => {}
+                }
+            }
+            for entry in layer.entries {
+                if !matches!(entry.kind, Kind::Whiteout | Kind::Opaque) {
+                    tree.add(layer.id, entry)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The node id of the directory at `path`, if it exists and is a directory.
     fn find_dir(&self, path: &EntryPath) -> Option<usize> {
         let mut id = 0;
@@ -196,7 +273,7 @@ impl Tree {
 mod tests {
     use super::*;
     use crate::index::{Index, NodeKind};
-    use crate::model::{Digest, Ino};
+    use crate::model::{Digest, Ino, Xattr};
 
     fn p(s: &str) -> EntryPath {
         EntryPath::parse(s.as_bytes()).unwrap()
@@ -247,6 +324,46 @@ mod tests {
             .unwrap()
             .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn building_on_a_parent_index_equals_building_from_scratch() {
+        let mut xattr_file = file("etc/conf", "c");
+        xattr_file.meta.xattrs = vec![Xattr {
+            name: b"user.k".to_vec(),
+            value: b"v".to_vec(),
+        }];
+        let layers = vec![
+            vec![
+                e("", Kind::Dir),
+                e("etc", Kind::Dir),
+                xattr_file,
+                file("bin/a", "a"),
+                e("bin/b", Kind::Hardlink { target: p("bin/a") }),
+                e(
+                    "bin/s",
+                    Kind::Symlink {
+                        target: b"a".to_vec(),
+                    },
+                ),
+                e("dev/null", Kind::CharDevice { major: 1, minor: 3 }),
+                e("run/fifo", Kind::Fifo),
+                file("old/x", "x"),
+            ],
+            vec![
+                e("old", Kind::Whiteout),
+                file("bin/c", "c"),
+                e("etc", Kind::Opaque),
+                file("etc/new", "n"),
+            ],
+        ];
+        let whole = build(&inputs(&layers)).unwrap();
+        let parent = index(&layers[..1]);
+        let top = LayerInput {
+            id: id(1),
+            entries: &layers[1],
+        };
+        assert_eq!(build_on(&parent, &[top]).unwrap(), whole);
     }
 
     #[test]

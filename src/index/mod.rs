@@ -13,7 +13,7 @@ mod build;
 pub mod format;
 mod read;
 
-pub use build::{LayerInput, build};
+pub use build::{LayerInput, build, build_on};
 pub use read::{Index, Inode, NodeKind};
 
 use crate::model::{EntryPath, LayerId};
