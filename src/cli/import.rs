@@ -19,6 +19,10 @@ pub struct ImportArgs {
     /// Platform to pick from a multi-platform index (default: this machine's).
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
+    /// Also keep the layers' compressed blobs, so that `snap export` gives the original layer
+    /// digests (the blobs take their size again in the store).
+    #[arg(long)]
+    keep_blobs: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -32,6 +36,7 @@ pub fn run(store: &Store, args: ImportArgs) -> Result<i32> {
         name: args.name,
         tag: args.tag,
         platform: args.platform,
+        keep_blobs: args.keep_blobs,
     };
     let bar = Bar::new(args.quiet || args.json);
     let report = import(store, &args.source, &options, &bar)

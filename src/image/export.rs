@@ -156,8 +156,12 @@ pub fn export(
         // A layout names its blobs by digest.
         for blob in &mut blobs {
             let named = blob_dir.join(blob.digest.hex());
-            std::fs::rename(&blob.file.0, &named).map_err(io_err(&named))?;
-            blob.file.0 = named;
+            match blob.temp.take() {
+                Some(temp) => std::fs::rename(&temp.0, &named),
+                None => std::fs::copy(&blob.path, &named).map(|_| ()),
+            }
+            .map_err(io_err(&named))?;
+            blob.path = named;
         }
     }
 
@@ -177,7 +181,7 @@ pub fn export(
         )?);
         members.push(Member {
             path: blob_path(&blob.digest),
-            body: Body::File(blob.file.0.clone()),
+            body: Body::File(blob.path.clone()),
         });
     }
     let manifest = ImageManifestBuilder::default()
@@ -321,11 +325,13 @@ fn sorted_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ImageError> {
     serde_json::to_vec(&serde_json::to_value(value).map_err(fail)?).map_err(fail)
 }
 
-/// A layer blob written to a file.
+/// A layer blob in a file: one written for this export, or a blob kept at import.
 struct Blob {
     digest: Digest,
     size: u64,
-    file: TempFile,
+    path: PathBuf,
+    /// Set when `path` is this export's own file, removed when dropped.
+    temp: Option<TempFile>,
 }
 
 /// Regenerates and compresses every layer, in parallel, into files under `dir`.
@@ -353,7 +359,10 @@ fn write_layers(
                         break;
                     };
                     let path = dir.join(format!("export-{}-{i}", std::process::id()));
-                    let result = write_layer(store, i, &layer.diff_id, &path, compression);
+                    let result = match kept_blob(store, layer, compression) {
+                        Some(blob) => Ok(blob),
+                        None => write_layer(store, i, &layer.diff_id, &path, compression),
+                    };
                     if let Ok(blob) = &result {
                         progress.layer_done(i, &layer.diff_id, false);
                         progress.bytes(blob.size);
@@ -380,6 +389,30 @@ fn write_layers(
         });
     }
     Ok(blobs)
+}
+
+/// The layer's original compressed blob, if the import kept it (`--keep-blobs`) and it has the
+/// compression asked for: exporting it gives the original layer digest.
+fn kept_blob(
+    store: &Store,
+    layer: &crate::db::ImageLayer,
+    compression: LayerCompression,
+) -> Option<Blob> {
+    let blob = layer.blob.as_ref()?;
+    let media_type = &blob.media_type;
+    let kind = if media_type.ends_with("gzip") {
+        LayerCompression::Gzip
+    } else if media_type.ends_with("zstd") {
+        LayerCompression::Zstd
+    } else {
+        LayerCompression::None
+    };
+    (kind == compression && store.has_object(&blob.digest)).then(|| Blob {
+        digest: blob.digest,
+        size: blob.size,
+        path: store.object_path(&blob.digest),
+        temp: None,
+    })
 }
 
 /// Counts and hashes what goes through it.
@@ -447,7 +480,8 @@ fn write_layer(
     Ok(Blob {
         digest: out.hasher.finish(),
         size: out.written,
-        file,
+        path: path.to_path_buf(),
+        temp: Some(file),
     })
 }
 

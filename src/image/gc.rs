@@ -1,7 +1,7 @@
 //! `snap gc`: remove every object and file that no image references.
 //!
 //! Mark: the database's images and layers, and each layer file's digest list (plus each
-//! image's config object). Sweep: everything else under objects/, layers/, index/ and tmp/.
+//! image's config object and kept layer blobs). Sweep: everything else under objects/, layers/, index/ and tmp/.
 //! Runs under the exclusive gc lock, so no import is between writing and naming objects.
 
 use super::{ImageError, Progress, open_db};
@@ -20,6 +20,8 @@ pub fn gc(store: &Store, progress: &dyn Progress) -> Result<SweepReport, ImageEr
         ids.insert(image.id);
         objects.insert(image.id.0);
         for layer in &image.layers {
+            // The original compressed blob, when the import kept it (`--keep-blobs`).
+            objects.extend(layer.blob.as_ref().map(|b| b.digest));
             if layers.insert(layer.diff_id) {
                 objects.extend(store.layer_digests(&layer.diff_id)?);
             }

@@ -46,6 +46,9 @@ pub struct ImportOptions {
     pub tag: Option<String>,
     /// `os/arch[/variant]`; the host's platform when `None`.
     pub platform: Option<String>,
+    /// Keep each layer's compressed blob as an object too, so that export can give the
+    /// original layer digests (costs the blobs' size again).
+    pub keep_blobs: bool,
 }
 
 /// What an import did.
@@ -124,6 +127,7 @@ pub fn import(
         &spec.layers,
         &facts.diff_ids,
         &known,
+        options.keep_blobs,
         progress,
     )?;
     let record = ImageRecord {
@@ -394,17 +398,21 @@ fn store_layers(
     blobs: &[LayerBlob],
     diff_ids: &[LayerId],
     known: &HashMap<LayerId, LayerRecord>,
+    keep_blobs: bool,
     progress: &dyn Progress,
 ) -> Result<Vec<StoredLayer>, ImageError> {
-    let todo: Vec<usize> = (0..blobs.len())
-        .filter(|&i| !known.contains_key(&diff_ids[i]))
-        .collect();
+    // A known layer is not read again, unless its blob is to be kept and is not stored yet.
+    let skip = |i: usize| {
+        known.contains_key(&diff_ids[i])
+            && !(keep_blobs && !blobs[i].digest.is_some_and(|d| store.has_object(&d)))
+    };
+    let todo: Vec<usize> = (0..blobs.len()).filter(|&i| !skip(i)).collect();
     let total: u64 = todo.iter().map(|&i| blobs[i].size.unwrap_or(0)).sum();
     progress.start(blobs.len(), total);
     let mut results: Vec<Option<Result<StoredLayer, ImageError>>> =
         (0..blobs.len()).map(|_| None).collect();
     for (i, id) in diff_ids.iter().enumerate() {
-        if let Some(record) = known.get(id) {
+        if let Some(record) = known.get(id).filter(|_| skip(i)) {
             let blob = blobs[i].digest.map(|digest| BlobRef {
                 digest,
                 media_type: blobs[i].media_type.clone(),
@@ -432,7 +440,15 @@ fn store_layers(
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = todo.get(n) else { break };
-                    let result = store_layer(store, source, i, &blobs[i], &diff_ids[i], progress);
+                    let result = store_layer(
+                        store,
+                        source,
+                        i,
+                        &blobs[i],
+                        &diff_ids[i],
+                        keep_blobs,
+                        progress,
+                    );
                     let failed = result.is_err();
                     if let Ok(layer) = &result {
                         progress.layer_done(i, &layer.record.id, false);
@@ -468,18 +484,23 @@ fn store_layers(
     Ok(out)
 }
 
-/// Counts and hashes the compressed bytes of a blob as they are read.
+/// Counts and hashes the compressed bytes of a blob as they are read, and copies them to
+/// `keep` when the blob is to be kept.
 struct BlobReader<'a, R> {
     inner: R,
     hasher: DigestHasher,
     read: u64,
     progress: &'a dyn Progress,
+    keep: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl<R: Read> Read for BlobReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(keep) = &mut self.keep {
+            std::io::Write::write_all(keep, &buf[..n])?;
+        }
         self.read += n as u64;
         self.progress.bytes(n as u64);
         Ok(n)
@@ -492,6 +513,7 @@ fn store_layer(
     index: usize,
     blob: &LayerBlob,
     diff_id: &LayerId,
+    keep_blob: bool,
     progress: &dyn Progress,
 ) -> Result<StoredLayer, ImageError> {
     let (reader, _size) = source
@@ -500,11 +522,19 @@ fn store_layer(
             source_name: source.name(),
             what: format!("layer {index} ({})", blob.path),
         })?;
+    let kept = TempFile(store.tmp_path("blob"));
+    let keep = if keep_blob {
+        let file = std::fs::File::create(&kept.0).map_err(io_err(&kept.0))?;
+        Some(std::io::BufWriter::with_capacity(1 << 20, file))
+    } else {
+        None
+    };
     let mut counted = BlobReader {
         inner: reader,
         hasher: DigestHasher::new(),
         read: 0,
         progress,
+        keep,
     };
     let decompress_err = |source| ImageError::Decompress {
         index,
@@ -539,6 +569,10 @@ fn store_layer(
             expected: *diff_id,
             actual: parsed.diff_id,
         });
+    }
+    if let Some(mut keep) = counted.keep.take() {
+        std::io::Write::flush(&mut keep).map_err(io_err(&kept.0))?;
+        store.put_hashed_file(&kept.0, &actual, counted.read)?;
     }
     let record = layer_record(&parsed);
     let file = LayerFile {

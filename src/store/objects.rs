@@ -90,6 +90,23 @@ impl Store {
         Ok(digest)
     }
 
+    /// Installs `tmp` (a file under tmp/ whose bytes the caller hashed to `digest` while
+    /// writing them) as an object, or removes it if the store has that object already.
+    pub fn put_hashed_file(
+        &self,
+        tmp: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if self.has_complete(&self.object_path(digest), size) {
+            let _ = fs::remove_file(tmp);
+            self.stats.count(false, size);
+            return Ok(());
+        }
+        let file = File::open(tmp).map_err(io_err(tmp))?;
+        self.install(file, tmp, digest, size)
+    }
+
     /// Makes a finished tmp file read-only and renames it to its object path.
     fn install(
         &self,

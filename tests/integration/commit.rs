@@ -582,3 +582,40 @@ fn reexport_of_an_imported_image_keeps_its_id_and_diff_ids() {
     other.ok(&["import", path_str(&out), "--name", "back"]);
     assert_eq!(other.images()[0]["id"], id.as_str());
 }
+
+#[test]
+fn kept_blobs_export_with_the_original_layer_digests() {
+    let root = Root::new();
+    let source = crate::util::test_images().join("app.oci.tar");
+    root.ok(&["import", path_str(&source), "--name", "app", "--keep-blobs"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&root.ok(&["inspect", "app", "--json"])).expect("inspect");
+    let original: Vec<String> = inspect["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            l["blob"]["digest"]
+                .as_str()
+                .expect("blob digest")
+                .to_string()
+        })
+        .collect();
+    // gc keeps kept blobs; export hands them out as they came.
+    root.ok(&["gc"]);
+    root.fsck_clean();
+    let out = root.path().join("app.tar");
+    let report: serde_json::Value =
+        serde_json::from_str(&root.ok(&["export", "app", "-o", path_str(&out), "--json"]))
+            .expect("export json");
+    let exported: Vec<String> = report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|d| d.as_str().expect("digest").to_string())
+        .collect();
+    assert_eq!(exported, original);
+    let other = Root::new();
+    other.ok(&["import", path_str(&out), "--name", "back"]);
+    assert_eq!(other.images()[0]["id"], inspect["id"]);
+}
