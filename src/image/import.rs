@@ -402,10 +402,8 @@ fn store_layers(
     progress: &dyn Progress,
 ) -> Result<Vec<StoredLayer>, ImageError> {
     // A known layer is not read again, unless its blob is to be kept and is not stored yet.
-    let skip = |i: usize| {
-        known.contains_key(&diff_ids[i])
-            && !(keep_blobs && !blobs[i].digest.is_some_and(|d| store.has_object(&d)))
-    };
+    let blob_stored = |i: usize| blobs[i].digest.is_some_and(|d| store.has_object(&d));
+    let skip = |i: usize| known.contains_key(&diff_ids[i]) && (!keep_blobs || blob_stored(i));
     let todo: Vec<usize> = (0..blobs.len()).filter(|&i| !skip(i)).collect();
     let total: u64 = todo.iter().map(|&i| blobs[i].size.unwrap_or(0)).sum();
     progress.start(blobs.len(), total);
