@@ -1,5 +1,7 @@
 //! `snap commit CONTAINER IMAGE`: the container's changes become a new image. The container
-//! may be mounted and in use; it goes on running on its own upper, which is only read.
+//! may be mounted and in use: its daemon holds namespace changes (creates, renames, unlinks,
+//! copy-ups, setattr) while the upper is read, and the container goes on afterwards on its
+//! own upper, which the commit only reads.
 
 use super::{ContainerError, dir, open_db};
 use crate::image::{CommitOptions, CommitReport, Progress};
@@ -15,6 +17,27 @@ pub fn commit(
         .container(name)?
         .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?;
     let upper = dir(store, name).join("upper");
+    // A mounted container is frozen (namespace changes wait) while its upper is read.
+    let control = super::control_path(store, name);
+    let _frozen = match super::mount::live_state(store, name) {
+        None => None,
+        Some(state) => match super::freeze(&control) {
+            Ok(frozen) => Some(frozen),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    "container {name}: daemon {} has no control socket; committing without freezing it",
+                    state.pid
+                );
+                None
+            }
+            Err(source) => {
+                return Err(ContainerError::Io {
+                    path: control,
+                    source,
+                });
+            }
+        },
+    };
     Ok(crate::image::commit(
         store,
         &record.image,

@@ -5,18 +5,21 @@
 //! <root>/containers/<name>/work        scratch on the same filesystem, for atomic copy-up
 //! <root>/containers/<name>/mount.json  {pid, mountpoint} while a daemon serves it
 //! <root>/containers/<name>/daemon.log  the daemon's log
+//! <root>/containers/<name>/control.sock  the daemon's control socket (freeze for commit)
 //! ```
 //!
 //! The record (name → image) is in the database; the mount state is a file beside the upper
 //! directory, so that daemons never touch the database after they start.
 
 mod commit;
+mod control;
 mod create;
 mod mount;
 mod remove;
 mod status;
 
 pub use commit::commit;
+pub use control::{Frozen, freeze};
 pub use create::create;
 pub use mount::{MountState, mount, serve, umount};
 pub use remove::remove;
@@ -95,6 +98,11 @@ pub fn check_name(name: &str) -> Result<(), ContainerError> {
         return bad("only letters, digits, '-', '_' and '.' are allowed (no '/')");
     }
     Ok(())
+}
+
+/// The control socket of container `name`'s daemon.
+pub fn control_path(store: &Store, name: &str) -> PathBuf {
+    dir(store, name).join("control.sock")
 }
 
 /// The directory of container `name`.

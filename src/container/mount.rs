@@ -159,6 +159,11 @@ pub fn serve(
             ),
         })?;
     let fs = Mounted::new(index, store, upper);
+    let control = dir.join("control.sock");
+    if let Err(e) = super::control::listen(&control, fs.union()) {
+        // Commits of this container then read its upper without freezing it.
+        tracing::warn!("no control socket at {}: {e}", control.display());
+    }
     let mut written = Ok(());
     crate::fs::serve(fs, &mountpoint, || {
         tracing::info!("container {name} mounted at {}", mountpoint.display());
@@ -168,6 +173,7 @@ pub fn serve(
             .map_err(io_err(&state_file));
     })?;
     let _ = std::fs::remove_file(&state_file);
+    let _ = std::fs::remove_file(&control);
     tracing::info!("container {name} unmounted");
     written
 }

@@ -43,7 +43,7 @@ enum Handle {
 
 /// The mounted filesystem: operations plus open handles.
 pub struct Mounted {
-    fs: UnionFs,
+    fs: Arc<UnionFs>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Per node: its live backing id and whether it is a lower object.
     backing: Mutex<HashMap<u64, (Weak<BackingId>, bool)>>,
@@ -118,12 +118,17 @@ fn to_time(t: TimeOrNow) -> Option<(i64, u32)> {
 impl Mounted {
     pub fn new(index: Index<Mapped>, store: Store, upper: Upper) -> Self {
         Mounted {
-            fs: UnionFs::new(index, store, upper),
+            fs: Arc::new(UnionFs::new(index, store, upper)),
             handles: Mutex::new(HashMap::new()),
             backing: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
         }
+    }
+
+    /// The union filesystem, shared with the daemon's control socket.
+    pub fn union(&self) -> Arc<UnionFs> {
+        self.fs.clone()
     }
 
     /// A lookup: a missing name is answered as a negative entry (node id 0) that the kernel

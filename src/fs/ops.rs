@@ -116,6 +116,13 @@ impl UnionFs {
         self.ns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Holds every change that goes through the daemon (create, unlink, rename, copy-up,
+    /// setattr, xattrs) until the guard is dropped: `snap commit` reads the upper meanwhile.
+    /// Reads and writes of open files go through passthrough and are not held.
+    pub fn freeze(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock_ns()
+    }
+
     /// The node `id`: its first path and its lower inode.
     pub fn node(&self, id: u64) -> Result<(Vec<u8>, Option<Ino>), FsError> {
         let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());

@@ -619,3 +619,53 @@ fn kept_blobs_export_with_the_original_layer_digests() {
     other.ok(&["import", path_str(&out), "--name", "back"]);
     assert_eq!(other.images()[0]["id"], inspect["id"]);
 }
+
+#[test]
+fn a_freeze_holds_namespace_changes_until_its_client_lets_go_or_dies() {
+    let root = Root::new();
+    root.import_test_image("python.docker.tar", "py");
+    let mnt = Mounted::new(&root, "py", "c");
+    let control = root.store().join("containers/c/control.sock");
+    let mkdir_in_background = |name: &str| {
+        let path = mnt.path(name);
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(std::fs::create_dir(path).is_ok());
+        });
+        wait
+    };
+
+    let frozen = snapfs::container::freeze(&control).expect("freeze");
+    let wait = mkdir_in_background("made-while-frozen");
+    assert!(
+        wait.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a mkdir went through a frozen daemon"
+    );
+    drop(frozen);
+    assert_eq!(wait.recv_timeout(Duration::from_secs(10)), Ok(true));
+
+    // A client killed while holding the freeze thaws the container.
+    let mut client = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys, time\n\
+             s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'freeze\\n')\n\
+             print(s.recv(7).decode().strip(), flush=True); time.sleep(60)",
+        ])
+        .arg(&control)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python client");
+    let mut answer = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.take().expect("stdout")),
+        &mut answer,
+    )
+    .expect("answer");
+    assert_eq!(answer.trim(), "frozen");
+    let wait = mkdir_in_background("made-after-kill");
+    assert!(wait.recv_timeout(Duration::from_millis(300)).is_err());
+    client.kill().expect("kill");
+    let _ = client.wait();
+    assert_eq!(wait.recv_timeout(Duration::from_secs(10)), Ok(true));
+}
