@@ -10,7 +10,7 @@
 use super::{ImageError, Progress, TempFile, io_err};
 use crate::layer::{ParsedLayer, overlay, parse_layer};
 use crate::store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{BufReader, Read, Seek, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -39,10 +39,41 @@ pub fn store_tree(
     index: usize,
     progress: &dyn Progress,
 ) -> Result<ParsedLayer, ImageError> {
+    // Big files are streamed as they are read; one that changes meanwhile spoils the attempt,
+    // and the next attempt copies it to tmp/ first (what the spoiled one stored is garbage).
+    let mut snapshot_first = HashSet::new();
+    loop {
+        match store_tree_once(store, root, kind, index, progress, &snapshot_first) {
+            Err(ImageError::Io { path, source })
+                if source
+                    .get_ref()
+                    .is_some_and(|e| e.is::<ChangedWhileStreamed>())
+                    && snapshot_first.len() < MAX_READS =>
+            {
+                tracing::info!(
+                    "{} changed while it was read; copying it first",
+                    path.display()
+                );
+                snapshot_first.insert(path);
+            }
+            result => return result,
+        }
+    }
+}
+
+fn store_tree_once(
+    store: &Store,
+    root: &Path,
+    kind: TreeKind,
+    index: usize,
+    progress: &dyn Progress,
+    snapshot_first: &HashSet<PathBuf>,
+) -> Result<ParsedLayer, ImageError> {
     let (reader, writer) = crate::sys::big_pipe().map_err(io_err(root))?;
     let tmp = store.tmp_dir();
     std::thread::scope(|scope| {
-        let writing = scope.spawn(|| write_tree_tar(root, kind, &tmp, progress, writer));
+        let writing =
+            scope.spawn(|| write_tree_tar(root, kind, &tmp, snapshot_first, progress, writer));
         let parsed = parse_layer(BufReader::with_capacity(1 << 20, reader), store);
         let written = writing.join().unwrap_or_else(|_| {
             Err(ImageError::Io {
@@ -71,11 +102,13 @@ pub fn store_tree(
 
 /// Writes `root` as a layer tar to `out`: sorted walk, owners, modes, nanosecond mtimes and
 /// xattrs in PAX records, hardlinks as links to their first name, devices and fifos; sockets
-/// are skipped. `tmp` is a directory on any filesystem for snapshots of big files.
+/// are skipped. `tmp` is a directory on any filesystem for snapshots of the big files in
+/// `snapshot_first`; other big files are streamed.
 fn write_tree_tar(
     root: &Path,
     kind: TreeKind,
     tmp: &Path,
+    snapshot_first: &HashSet<PathBuf>,
     progress: &dyn Progress,
     out: impl Write,
 ) -> Result<(), ImageError> {
@@ -118,12 +151,19 @@ fn write_tree_tar(
         if kind == TreeKind::Upper {
             xattrs.retain(|(name, _)| !overlay::is_private_xattr(name));
         }
-        let body = if file_type.is_file() {
+        let body = if !file_type.is_file() {
+            None
+        } else if meta.len() > IN_MEMORY_LIMIT && !snapshot_first.contains(path) {
+            let file = File::open(path).map_err(io_err(path))?;
+            let meta = file.metadata().map_err(io_err(path))?;
+            Some(StableBody {
+                meta,
+                data: BodyData::Streamed(file),
+            })
+        } else {
             snapshots += 1;
             let snapshot = tmp.join(format!("commit-{}-{snapshots}", std::process::id()));
             Some(read_stable(path, &snapshot)?)
-        } else {
-            None
         };
         // A file's header describes the state its body was read in.
         let (meta, body) = match body {
@@ -148,7 +188,7 @@ fn write_tree_tar(
                     first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
                 }
                 progress.bytes(meta.len());
-                let reader = body.reader(meta.len()).map_err(io_err(path))?;
+                let reader = body.reader(meta).map_err(io_err(path))?;
                 builder.append_data(&mut header, rel, reader)
             }
         } else if file_type.is_symlink() {
@@ -246,12 +286,20 @@ enum BodyData {
     Memory(Vec<u8>),
     /// A copy in tmp/, removed when dropped.
     Snapshot(File, TempFile),
+    /// The file itself, checked unchanged once read to the end.
+    Streamed(File),
 }
 
 impl BodyData {
-    /// The first `size` bytes.
-    fn reader(self, size: u64) -> std::io::Result<Box<dyn Read>> {
+    /// The body of a file whose header was made from `meta`.
+    fn reader(self, meta: &Metadata) -> std::io::Result<Box<dyn Read>> {
+        let size = meta.len();
         Ok(match self {
+            BodyData::Streamed(file) => Box::new(CheckedReader {
+                file: file.take(size),
+                before: meta.clone(),
+                got: 0,
+            }),
             BodyData::Memory(bytes) => Box::new(std::io::Cursor::new(bytes)),
             BodyData::Snapshot(mut file, temp) => {
                 file.rewind()?;
@@ -272,6 +320,39 @@ struct SnapshotReader {
 impl Read for SnapshotReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.file.read(buf)
+    }
+}
+
+/// A big file that changed while it was streamed into the tar.
+#[derive(Debug)]
+struct ChangedWhileStreamed;
+
+impl std::fmt::Display for ChangedWhileStreamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the file changed while it was read")
+    }
+}
+
+impl std::error::Error for ChangedWhileStreamed {}
+
+/// Reads a file to its size and fails, instead of ending, if it changed meanwhile.
+struct CheckedReader {
+    file: std::io::Take<File>,
+    before: Metadata,
+    got: u64,
+}
+
+impl Read for CheckedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.got += n as u64;
+        if n == 0 && !buf.is_empty() {
+            let after = self.file.get_ref().metadata()?;
+            if self.got != self.before.len() || !unchanged(&self.before, &after) {
+                return Err(std::io::Error::other(ChangedWhileStreamed));
+            }
+        }
+        Ok(n)
     }
 }
 
