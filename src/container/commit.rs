@@ -1,7 +1,8 @@
 //! `snap commit CONTAINER IMAGE`: the container's changes become a new image. The container
 //! may be mounted and in use: its daemon holds namespace changes (creates, renames, unlinks,
-//! copy-ups, setattr) while the upper is read, and the container goes on afterwards on its
-//! own upper, which the commit only reads.
+//! copy-ups, setattr) while the upper is read (not during the checks before, nor while the
+//! new index is written and synced after), and the container goes on afterwards on its own
+//! upper, which the commit only reads.
 
 use super::{ContainerError, dir, open_db};
 use crate::image::{CommitOptions, CommitReport, Progress};
@@ -19,23 +20,21 @@ pub fn commit(
     let upper = dir(store, name).join("upper");
     // A mounted container is frozen (namespace changes wait) while its upper is read.
     let control = super::control_path(store, name);
-    let _frozen = match super::mount::live_state(store, name) {
-        None => None,
+    let quiesce = || match super::mount::live_state(store, name) {
+        None => Ok(None),
         Some(state) => match super::freeze(&control) {
-            Ok(frozen) => Some(frozen),
+            Ok(frozen) => Ok(Some(frozen)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::warn!(
                     "container {name}: daemon {} has no control socket; committing without freezing it",
                     state.pid
                 );
-                None
+                Ok(None)
             }
-            Err(source) => {
-                return Err(ContainerError::Io {
-                    path: control,
-                    source,
-                });
-            }
+            Err(source) => Err(crate::image::ImageError::Io {
+                path: control.clone(),
+                source,
+            }),
         },
     };
     Ok(crate::image::commit(
@@ -44,5 +43,6 @@ pub fn commit(
         &upper,
         options,
         progress,
+        quiesce,
     )?)
 }

@@ -21,10 +21,14 @@ pub fn listen(path: &Path, fs: Arc<UnionFs>) -> std::io::Result<()> {
         .spawn(move || {
             for stream in listener.incoming() {
                 match stream {
+                    // One thread per connection: a client that says nothing holds up no other.
                     Ok(stream) => {
-                        if let Err(e) = serve_one(stream, &fs) {
-                            tracing::warn!("control connection: {e}");
-                        }
+                        let fs = fs.clone();
+                        std::thread::spawn(move || {
+                            if let Err(e) = serve_one(stream, &fs) {
+                                tracing::warn!("control connection: {e}");
+                            }
+                        });
                     }
                     Err(e) => tracing::warn!("control socket: {e}"),
                 }

@@ -57,12 +57,15 @@ pub struct CommitReport {
 const GC_WAIT: Duration = Duration::from_secs(600);
 
 /// Commits `tree` (an upper directory) on top of image `parent` as a new image `options.name`.
-pub fn commit(
+/// `quiesce` is called once the checks are done, right before `tree` is read; what it
+/// returns is held while `tree` is read (the container's freeze, for a mounted container).
+pub fn commit<G>(
     store: &Store,
     parent: &ImageId,
     tree: &Path,
     options: &CommitOptions,
     progress: &dyn Progress,
+    quiesce: impl FnOnce() -> Result<G, ImageError>,
 ) -> Result<CommitReport, ImageError> {
     check_name(&options.name)?;
     let changes = options
@@ -100,7 +103,10 @@ pub fn commit(
     let parent_config = store.read_object(&parent.id.0)?;
 
     progress.start(1, 0);
-    let parsed = store_tree(store, tree, TreeKind::Upper, parent.layers.len(), progress)?;
+    let parsed = {
+        let _quiet = quiesce()?;
+        store_tree(store, tree, TreeKind::Upper, parent.layers.len(), progress)?
+    };
     let record = layer_record(&parsed);
     let file = LayerFile {
         entries: parsed.entries,

@@ -25,7 +25,8 @@ pub enum TreeKind {
     Upper,
 }
 
-/// Files up to this size are read into memory; bigger ones are copied to a snapshot in tmp/.
+/// Files up to this size are read into memory; bigger ones are streamed (or copied to tmp/
+/// first, once they changed while being streamed).
 const IN_MEMORY_LIMIT: u64 = 8 << 20;
 /// How often a file that keeps changing is read again before the tar is given up.
 const MAX_READS: usize = 20;
@@ -151,7 +152,11 @@ fn write_tree_tar(
         if kind == TreeKind::Upper {
             xattrs.retain(|(name, _)| !overlay::is_private_xattr(name));
         }
-        let body = if !file_type.is_file() {
+        // A further name of a file already in the tar is a tar hardlink: no body to read.
+        let link_to = (file_type.is_file() && meta.nlink() > 1)
+            .then(|| first_names.get(&(meta.dev(), meta.ino())).cloned())
+            .flatten();
+        let body = if !file_type.is_file() || link_to.is_some() {
             None
         } else if meta.len() > IN_MEMORY_LIMIT && !snapshot_first.contains(path) {
             let file = File::open(path).map_err(io_err(path))?;
@@ -175,22 +180,17 @@ fn write_tree_tar(
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
         header.set_mode(meta.mode() & 0o7777);
-        let written = if let Some(body) = body {
-            let first = (meta.nlink() > 1)
-                .then(|| first_names.get(&(meta.dev(), meta.ino())))
-                .flatten();
-            if let Some(first) = first {
-                header.set_entry_type(tar::EntryType::Link);
-                header.set_size(0);
-                builder.append_link(&mut header, rel, first)
-            } else {
-                if meta.nlink() > 1 {
-                    first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
-                }
-                progress.bytes(meta.len());
-                let reader = body.reader(meta).map_err(io_err(path))?;
-                builder.append_data(&mut header, rel, reader)
+        let written = if let Some(first) = link_to {
+            header.set_entry_type(tar::EntryType::Link);
+            header.set_size(0);
+            builder.append_link(&mut header, rel, first)
+        } else if let Some(body) = body {
+            if meta.nlink() > 1 {
+                first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
             }
+            progress.bytes(meta.len());
+            let reader = body.reader(meta).map_err(io_err(path))?;
+            builder.append_data(&mut header, rel, reader)
         } else if file_type.is_symlink() {
             let target = std::fs::read_link(path).map_err(io_err(path))?;
             builder.append_link(&mut header, rel, target)

@@ -56,6 +56,21 @@ fn commit(root: &Root, container: &str, image: &str, extra: &[&str]) -> serde_js
     serde_json::from_str(&root.ok(&args)).expect("commit json")
 }
 
+/// `snap inspect IMAGE --json`, parsed.
+fn inspect(root: &Root, image: &str) -> serde_json::Value {
+    serde_json::from_str(&root.ok(&["inspect", image, "--json"])).expect("inspect json")
+}
+
+/// A JSON array of strings.
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
 fn objects(root: &Root) -> u64 {
     let df: serde_json::Value = serde_json::from_str(&root.ok(&["df", "--json"])).expect("df");
     df["objects"].as_u64().expect("objects")
@@ -192,9 +207,8 @@ fn config_changes_history_and_author_are_recorded() {
             "EXPOSE 8080/udp",
         ],
     );
-    let inspect: serde_json::Value =
-        serde_json::from_str(&root.ok(&["inspect", "answer", "--json"])).expect("inspect");
-    let config = &inspect["config"];
+    let info = inspect(&root, "answer");
+    let config = &info["config"];
     assert_eq!(config["author"], "Ops <ops@example.com>");
     let runtime = &config["config"];
     assert_eq!(runtime["Cmd"], serde_json::json!(["python3", "/answer.py"]));
@@ -549,10 +563,9 @@ fn exports_round_trip_through_umoci_skopeo_containerd_and_snap() {
 fn reexport_of_an_imported_image_keeps_its_id_and_diff_ids() {
     let root = Root::new();
     root.import_test_image("app.oci.tar", "app");
-    let inspect: serde_json::Value =
-        serde_json::from_str(&root.ok(&["inspect", "app", "--json"])).expect("inspect");
-    let id = inspect["id"].as_str().expect("id").to_string();
-    let diff_ids = inspect["config"]["rootfs"]["diff_ids"].clone();
+    let info = inspect(&root, "app");
+    let id = info["id"].as_str().expect("id").to_string();
+    let diff_ids = info["config"]["rootfs"]["diff_ids"].clone();
     let out = root.path().join("app.tar");
     let report: serde_json::Value = serde_json::from_str(&root.ok(&[
         "export",
@@ -565,18 +578,8 @@ fn reexport_of_an_imported_image_keeps_its_id_and_diff_ids() {
     ]))
     .expect("export json");
     // Uncompressed, each layer blob is the original tar: its digest is the diff_id.
-    let layers: Vec<String> = report["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|d| d.as_str().expect("digest").to_string())
-        .collect();
-    let expected: Vec<String> = diff_ids
-        .as_array()
-        .expect("diff_ids")
-        .iter()
-        .map(|d| d.as_str().expect("digest").to_string())
-        .collect();
+    let layers: Vec<String> = strings(&report["layers"]);
+    let expected: Vec<String> = strings(&diff_ids);
     assert_eq!(layers, expected);
     let other = Root::new();
     other.ok(&["import", path_str(&out), "--name", "back"]);
@@ -588,9 +591,8 @@ fn kept_blobs_export_with_the_original_layer_digests() {
     let root = Root::new();
     let source = crate::util::test_images().join("app.oci.tar");
     root.ok(&["import", path_str(&source), "--name", "app", "--keep-blobs"]);
-    let inspect: serde_json::Value =
-        serde_json::from_str(&root.ok(&["inspect", "app", "--json"])).expect("inspect");
-    let original: Vec<String> = inspect["layers"]
+    let info = inspect(&root, "app");
+    let original: Vec<String> = info["layers"]
         .as_array()
         .expect("layers")
         .iter()
@@ -608,16 +610,11 @@ fn kept_blobs_export_with_the_original_layer_digests() {
     let report: serde_json::Value =
         serde_json::from_str(&root.ok(&["export", "app", "-o", path_str(&out), "--json"]))
             .expect("export json");
-    let exported: Vec<String> = report["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|d| d.as_str().expect("digest").to_string())
-        .collect();
+    let exported: Vec<String> = strings(&report["layers"]);
     assert_eq!(exported, original);
     let other = Root::new();
     other.ok(&["import", path_str(&out), "--name", "back"]);
-    assert_eq!(other.images()[0]["id"], inspect["id"]);
+    assert_eq!(other.images()[0]["id"], info["id"]);
 }
 
 #[test]
