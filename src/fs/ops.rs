@@ -661,8 +661,8 @@ impl UnionFs {
         let lower_visible = parent_lower
             .and_then(|p| self.index.lookup(p, name))
             .is_some();
-        match self.upper.stat(&path)? {
-            Some(st) if Upper::is_whiteout(&st) => self.upper.unlink(&path, false)?,
+        let over_whiteout = match self.upper.stat(&path)? {
+            Some(st) if Upper::is_whiteout(&st) => true,
             Some(_) => {
                 return Err(FsError::refused(
                     String::from_utf8_lossy(&path),
@@ -675,16 +675,25 @@ impl UnionFs {
                     libc::EEXIST,
                 ));
             }
-            None => {}
-        }
+            None => false,
+        };
         self.ensure_upper_dir(&parent_path)?;
-        let fd = rustix::fs::openat(
-            self.upper.root_fd(),
-            rel(&path),
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode & 0o7777),
-        )
-        .map_err(|e| errno(e, &path))?;
+        let mode_bits = Mode::from_raw_mode(mode & 0o7777);
+        // Over a whiteout, the file is made in the work directory and swapped in, so the
+        // name never shows the lower entry the whiteout hides (not even after a crash).
+        let (fd, work_name) = if over_whiteout {
+            let (tmp, fd) = self.upper.create_in_work(mode_bits)?;
+            (fd, Some(tmp))
+        } else {
+            let fd = rustix::fs::openat(
+                self.upper.root_fd(),
+                rel(&path),
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+                mode_bits,
+            )
+            .map_err(|e| errno(e, &path))?;
+            (fd, None)
+        };
         let parent_st = self.upper.stat(&parent_path)?;
         let gid = match parent_st {
             Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
@@ -698,8 +707,10 @@ impl UnionFs {
         .map_err(|e| errno(e, &path))?;
         if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
             // chown cleared them; the caller asked for them.
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
-                .map_err(|e| errno(e, &path))?;
+            rustix::fs::fchmod(&fd, mode_bits).map_err(|e| errno(e, &path))?;
+        }
+        if let Some(tmp) = work_name {
+            self.upper.swap_in(&tmp, &path)?;
         }
         let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
         Ok((
@@ -745,26 +756,30 @@ impl UnionFs {
             }
             _ => {}
         }
-        if dir {
-            if !self.list_dir(&found.path, found.lower)?.is_empty() {
-                return Err(FsError::refused(
-                    String::from_utf8_lossy(&found.path),
-                    libc::ENOTEMPTY,
-                ));
-            }
-            if found.upper.is_some() {
-                for (child, _) in self.upper.list(&found.path)? {
-                    self.upper.unlink(&join(&found.path, &child), false)?;
-                }
-            }
-        }
-        if found.upper.is_some() {
-            self.upper.unlink(&found.path, dir)?;
+        if dir && !self.list_dir(&found.path, found.lower)?.is_empty() {
+            return Err(FsError::refused(
+                String::from_utf8_lossy(&found.path),
+                libc::ENOTEMPTY,
+            ));
         }
         let lower_child = parent_lower.and_then(|p| self.index.lookup(p, name));
-        if lower_child.is_some() {
-            self.ensure_upper_dir(&parent_path)?;
-            self.upper.whiteout(&found.path)?;
+        match (found.upper.is_some(), lower_child.is_some()) {
+            // One step, so a crash never shows the lower entry again.
+            (true, true) => self.upper.replace_with_whiteout(&found.path, dir)?,
+            (true, false) => {
+                if dir {
+                    // An empty directory in the union holds at most whiteouts.
+                    for (child, _) in self.upper.list(&found.path)? {
+                        self.upper.unlink(&join(&found.path, &child), false)?;
+                    }
+                }
+                self.upper.unlink(&found.path, dir)?;
+            }
+            (false, true) => {
+                self.ensure_upper_dir(&parent_path)?;
+                self.upper.whiteout(&found.path)?;
+            }
+            (false, false) => {}
         }
         self.forget_path(found.id, &found.path);
         // The lower entry's node (still held for files opened before a copy-up) loses the

@@ -7,7 +7,7 @@ use crate::index::{Index, NodeKind};
 use crate::model::Ino;
 use crate::store::Store;
 use crate::sys::Mapped;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -119,6 +119,62 @@ impl Upper {
         .map_err(|e| io(path, e))
     }
 
+    /// Replaces the entry at `path` (a file, or a directory that is empty in the union, so
+    /// holds only whiteouts) with a whiteout in one step (`RENAME_WHITEOUT`): the entry moves
+    /// to the work directory and is removed there. A crash never leaves the name showing
+    /// the lower entry it hid.
+    pub fn replace_with_whiteout(&self, path: &[u8], dir: bool) -> Result<(), FsError> {
+        let tmp = self.tmp_name();
+        rustix::fs::renameat_with(
+            &self.root_fd,
+            rel(path),
+            &self.work_fd,
+            rel(&tmp),
+            RenameFlags::WHITEOUT,
+        )
+        .map_err(|e| io(path, e))?;
+        if dir {
+            for (child, _) in self.list_work(&tmp)? {
+                rustix::fs::unlinkat(&self.work_fd, rel(&join(&tmp, &child)), AtFlags::empty())
+                    .map_err(|e| io(&child, e))?;
+            }
+        }
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        rustix::fs::unlinkat(&self.work_fd, rel(&tmp), flags).map_err(|e| io(path, e))
+    }
+
+    /// Creates an empty regular file in the work directory, to be put in place with
+    /// [`Upper::swap_in`].
+    pub fn create_in_work(&self, mode: Mode) -> Result<(Vec<u8>, OwnedFd), FsError> {
+        let tmp = self.tmp_name();
+        let fd = rustix::fs::openat(
+            &self.work_fd,
+            rel(&tmp),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            mode,
+        )
+        .map_err(|e| io(&tmp, e))?;
+        Ok((tmp, fd))
+    }
+
+    /// Puts the work entry `tmp` at `path` in place of the whiteout there, in one step
+    /// (`RENAME_EXCHANGE`), then removes the whiteout: the name never shows the lower entry.
+    pub fn swap_in(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
+        rustix::fs::renameat_with(
+            &self.work_fd,
+            rel(tmp),
+            &self.root_fd,
+            rel(path),
+            RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io(path, e))?;
+        rustix::fs::unlinkat(&self.work_fd, rel(tmp), AtFlags::empty()).map_err(|e| io(path, e))
+    }
+
     /// Removes whatever is at `path` if it is a whiteout.
     pub fn remove_whiteout(&self, path: &[u8]) -> Result<bool, FsError> {
         match self.stat(path)? {
@@ -142,8 +198,17 @@ impl Upper {
 
     /// Lists an upper directory: (name, stat) per entry.
     pub fn list(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Stat)>, FsError> {
+        self.list_in(&self.root_fd, path)
+    }
+
+    /// Lists a directory of the work directory.
+    fn list_work(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Stat)>, FsError> {
+        self.list_in(&self.work_fd, path)
+    }
+
+    fn list_in(&self, base: &OwnedFd, path: &[u8]) -> Result<Vec<(Vec<u8>, Stat)>, FsError> {
         let fd = rustix::fs::openat(
-            &self.root_fd,
+            base,
             rel(path),
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
