@@ -342,7 +342,7 @@ impl Filesystem for Mounted {
             name.as_bytes(),
             req.uid(),
             req.gid(),
-            |fs, p| fs.mknod_at(p, mode, rdev as u64),
+            |fs, dir, name, _| fs.mknod_at(dir, name, mode, rdev as u64),
             false,
         );
         self.entry(found, reply);
@@ -363,7 +363,7 @@ impl Filesystem for Mounted {
             name.as_bytes(),
             req.uid(),
             req.gid(),
-            |fs, p| fs.mkdir_at(p, mode),
+            |fs, dir, name, path| fs.mkdir_at(dir, name, path, mode),
             true,
         );
         self.entry(found, reply);
@@ -397,7 +397,7 @@ impl Filesystem for Mounted {
             link_name.as_bytes(),
             req.uid(),
             req.gid(),
-            |fs, p| fs.symlink_at(p, &target),
+            |fs, dir, name, _| fs.symlink_at(dir, name, &target),
             false,
         );
         self.entry(found, reply);

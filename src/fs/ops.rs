@@ -10,7 +10,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Mutex, OnceLock, RwLock};
 
@@ -535,30 +535,39 @@ impl UnionFs {
     }
 
     /// Gives a new upper entry the caller's owner (and a setgid parent's group).
-    fn own(&self, path: &[u8], uid: u32, gid: u32) -> Result<(), FsError> {
+    /// Gives the new entry `name` (relative to `dir`, to become `path`) to its creator, with
+    /// the group of a setgid parent.
+    fn own(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), FsError> {
         let (parent, _) = parent_of(path);
         let gid = match self.upper.stat(parent)? {
             Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
             _ => gid,
         };
-        let before = self.upper.stat(path)?;
+        let before = rustix::fs::statat(dir, rel(name), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| errno(e, path))?;
         rustix::fs::chownat(
-            self.upper.root_fd(),
-            rel(path),
+            dir,
+            rel(name),
             Some(rustix::fs::Uid::from_raw(uid)),
             Some(rustix::fs::Gid::from_raw(gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| errno(e, path))?;
         // chown clears setuid/setgid; the caller asked for them on a new entry.
-        if let Some(st) = before
-            && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0
-            && FileType::from_raw_mode(st.st_mode) != FileType::Symlink
+        if before.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0
+            && FileType::from_raw_mode(before.st_mode) != FileType::Symlink
         {
             rustix::fs::chmodat(
-                self.upper.root_fd(),
-                rel(path),
-                Mode::from_raw_mode(st.st_mode & 0o7777),
+                dir,
+                rel(name),
+                Mode::from_raw_mode(before.st_mode & 0o7777),
                 AtFlags::empty(),
             )
             .map_err(|e| errno(e, path))?;
@@ -566,9 +575,10 @@ impl UnionFs {
         Ok(())
     }
 
-    /// Prepares `name` in `parent` for a new entry: parent copied up, a whiteout removed.
-    /// Returns the path and whether a lower entry exists under that name.
-    fn prepare_new(&self, parent: u64, name: &[u8]) -> Result<(Vec<u8>, bool), FsError> {
+    /// Checks that `name` is free in `parent` and makes the parent an upper directory.
+    /// Returns the new path, whether a lower entry of that name exists (hidden by a
+    /// whiteout, or in a directory made opaque), and whether a whiteout is at the path.
+    fn prepare_new(&self, parent: u64, name: &[u8]) -> Result<(Vec<u8>, bool, bool), FsError> {
         let (parent_path, parent_lower) = self.node(parent)?;
         if !is_missing(self.child_of(&parent_path, parent_lower, name))? {
             return Err(FsError::refused(
@@ -578,60 +588,72 @@ impl UnionFs {
         }
         self.ensure_upper_dir(&parent_path)?;
         let path = join(&parent_path, name);
-        self.upper.remove_whiteout(&path)?;
+        let over_whiteout = self
+            .upper
+            .stat(&path)?
+            .is_some_and(|st| Upper::is_whiteout(&st));
         let lower_exists = parent_lower
             .and_then(|p| self.index.lookup(p, name))
             .is_some();
-        Ok((path, lower_exists))
+        Ok((path, lower_exists, over_whiteout))
     }
 
-    /// Creates a new entry with `make`, owns it, and resolves it.
+    /// Creates a new entry with `make` (given the directory and name to make it at, and its
+    /// final path), owns it, and resolves it. Over a whiteout the entry is made in the work
+    /// directory and swapped in whole.
     pub fn create_entry(
         &self,
         parent: u64,
         name: &[u8],
         uid: u32,
         gid: u32,
-        make: impl FnOnce(&Self, &[u8]) -> Result<(), FsError>,
+        make: impl FnOnce(&Self, BorrowedFd<'_>, &[u8], &[u8]) -> Result<(), FsError>,
         dir: bool,
     ) -> Result<Found, FsError> {
         let _ns = self.lock_ns();
-        let (path, lower_exists) = self.prepare_new(parent, name)?;
-        make(self, &path)?;
-        self.own(&path, uid, gid)?;
+        let (path, lower_exists, over_whiteout) = self.prepare_new(parent, name)?;
+        let (at_dir, at_name) = self.upper.new_entry_at(&path, over_whiteout);
+        make(self, at_dir, &at_name, &path)?;
+        self.own(at_dir, &at_name, &path, uid, gid)?;
         if dir && lower_exists {
-            self.upper.set_opaque(&path)?;
+            self.upper.set_opaque_at(at_dir, &at_name)?;
+        }
+        if over_whiteout {
+            self.upper.swap_in(&at_name, &path)?;
         }
         let (parent_path, parent_lower) = self.node(parent)?;
         self.child_of(&parent_path, parent_lower, name)
     }
 
-    pub fn mknod_at(&self, path: &[u8], mode: u32, rdev: u64) -> Result<(), FsError> {
+    pub fn mknod_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+    ) -> Result<(), FsError> {
         let ft = FileType::from_raw_mode(mode);
-        rustix::fs::mknodat(
-            self.upper.root_fd(),
-            rel(path),
-            ft,
-            Mode::from_raw_mode(mode & 0o7777),
-            rdev,
-        )
-        .map_err(|e| errno(e, path))
+        rustix::fs::mknodat(dir, rel(name), ft, Mode::from_raw_mode(mode & 0o7777), rdev)
+            .map_err(|e| errno(e, name))
     }
 
-    pub fn mkdir_at(&self, path: &[u8], mode: u32) -> Result<(), FsError> {
-        rustix::fs::mkdirat(
-            self.upper.root_fd(),
-            rel(path),
-            Mode::from_raw_mode(mode & 0o7777),
-        )
-        .map_err(|e| errno(e, path))?;
+    /// Makes a directory `name` in `dir` that will be at `path` (setgid when its parent is).
+    pub fn mkdir_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &[u8],
+        mode: u32,
+    ) -> Result<(), FsError> {
+        rustix::fs::mkdirat(dir, rel(name), Mode::from_raw_mode(mode & 0o7777))
+            .map_err(|e| errno(e, path))?;
         let (parent, _) = parent_of(path);
         if let Some(st) = self.upper.stat(parent)?
             && st.st_mode & libc::S_ISGID != 0
         {
             rustix::fs::chmodat(
-                self.upper.root_fd(),
-                rel(path),
+                dir,
+                rel(name),
                 Mode::from_raw_mode((mode & 0o7777) | libc::S_ISGID),
                 AtFlags::empty(),
             )
@@ -640,9 +662,13 @@ impl UnionFs {
         Ok(())
     }
 
-    pub fn symlink_at(&self, path: &[u8], target: &[u8]) -> Result<(), FsError> {
-        rustix::fs::symlinkat(OsStr::from_bytes(target), self.upper.root_fd(), rel(path))
-            .map_err(|e| errno(e, path))
+    pub fn symlink_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<(), FsError> {
+        rustix::fs::symlinkat(OsStr::from_bytes(target), dir, rel(name)).map_err(|e| errno(e, name))
     }
 
     /// Creates a regular file `name` in `parent`, owned by the caller, and returns it open
@@ -977,15 +1003,19 @@ impl UnionFs {
         let _ns = self.lock_ns();
         let (path, lower) = self.node(id)?;
         self.copy_up(&path, lower, true)?;
-        let (new_path, _) = self.prepare_new(new_parent, new_name)?;
+        let (new_path, _, over_whiteout) = self.prepare_new(new_parent, new_name)?;
+        let (at_dir, at_name) = self.upper.new_entry_at(&new_path, over_whiteout);
         rustix::fs::linkat(
             self.upper.root_fd(),
             rel(&path),
-            self.upper.root_fd(),
-            rel(&new_path),
+            at_dir,
+            rel(&at_name),
             AtFlags::empty(),
         )
         .map_err(|e| errno(e, &new_path))?;
+        if over_whiteout {
+            self.upper.swap_in(&at_name, &new_path)?;
+        }
         // The new name is the same kernel inode as the old one.
         let st = self.in_upper(&new_path)?;
         Ok(Found {

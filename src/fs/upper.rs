@@ -10,7 +10,7 @@ use crate::sys::Mapped;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +79,17 @@ impl Upper {
         self.root_fd.as_fd()
     }
 
+    /// Where a new entry for `path` is made: `path` itself in the upper directory, or a fresh
+    /// name in the work directory when `over_whiteout` (it is then put in place with
+    /// [`Upper::swap_in`], so the name never shows the lower entry the whiteout hides).
+    pub fn new_entry_at(&self, path: &[u8], over_whiteout: bool) -> (BorrowedFd<'_>, Vec<u8>) {
+        if over_whiteout {
+            (self.work_fd.as_fd(), self.tmp_name())
+        } else {
+            (self.root_fd.as_fd(), path.to_vec())
+        }
+    }
+
     /// The upper entry at `path`, if any (whiteouts included).
     pub fn stat(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
         match rustix::fs::statat(&self.root_fd, rel(path), AtFlags::SYMLINK_NOFOLLOW) {
@@ -103,9 +114,20 @@ impl Upper {
     }
 
     pub fn set_opaque(&self, path: &[u8]) -> Result<(), FsError> {
-        let full = self.root.join(rel(path));
-        rustix::fs::lsetxattr(&full, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
-            .map_err(|e| io(path, e))
+        self.set_opaque_at(self.root_fd.as_fd(), path)
+    }
+
+    /// Marks the directory `name` (relative to `dir`) opaque.
+    pub fn set_opaque_at(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), FsError> {
+        let fd = rustix::fs::openat(
+            dir,
+            rel(name),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(name, e))?;
+        rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+            .map_err(|e| io(name, e))
     }
 
     pub fn whiteout(&self, path: &[u8]) -> Result<(), FsError> {

@@ -288,6 +288,16 @@ fn ops() -> Vec<Op> {
         ("unlink one name of a lower hardlink", |m| {
             fs::remove_file(m.join("var/lib/h2"))
         }),
+        (
+            "a symlink and a hard link where lower files were deleted",
+            |m| {
+                // Each name is a whiteout first: the new entry is swapped in over it.
+                fs::remove_file(m.join("bin/suid"))?;
+                std::os::unix::fs::symlink("elsewhere", m.join("bin/suid"))?;
+                fs::remove_file(m.join("var/lib/h1"))?;
+                fs::hard_link(m.join("bin/tool"), m.join("var/lib/h1"))
+            },
+        ),
         ("mkfifo", |m| {
             rustix::fs::mknodat(
                 rustix::fs::CWD,
@@ -327,6 +337,16 @@ fn ops() -> Vec<Op> {
         ("unlink a lower device and fifo", |m| {
             fs::remove_file(m.join("var/null"))?;
             fs::remove_file(m.join("var/fifo"))
+        }),
+        ("a fifo where the lower fifo was deleted", |m| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                m.join("var/fifo"),
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .map_err(Into::into)
         }),
         ("rmdir a recreated upper dir", |m| {
             fs::remove_dir_all(m.join("srv/x2"))
