@@ -53,6 +53,12 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageE
     for image in &images {
         referenced.insert(image.id.0, u64::MAX);
         for layer in &image.layers {
+            // A layer blob kept at import (`--keep-blobs`) is optional, but referenced if there.
+            if let Some(blob) = &layer.blob
+                && store.has_object(&blob.digest)
+            {
+                referenced.entry(blob.digest).or_insert(blob.size);
+            }
             if !layer_ids.contains(&layer.diff_id) {
                 problem(
                     "layer",

@@ -1,7 +1,8 @@
 //! `snap gc`: remove every object and file that no image references.
 //!
 //! Mark: the database's images and layers, and each layer file's digest list (plus each
-//! image's config object and kept layer blobs). Sweep: everything else under objects/, layers/, index/ and tmp/.
+//! image's config object and kept layer blobs). Sweep: everything else under objects/,
+//! layers/, index/ and tmp/.
 //! Runs under the exclusive gc lock, so no import is between writing and naming objects.
 
 use super::{ImageError, Progress, open_db};

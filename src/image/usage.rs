@@ -55,6 +55,14 @@ pub fn usage(store: &Store, progress: &dyn Progress) -> Result<Usage, ImageError
         let mut digests = HashSet::new();
         for layer in &image.layers {
             digests.extend(store.layer_digests(&layer.diff_id)?);
+            // A layer blob kept at import (`--keep-blobs`).
+            digests.extend(
+                layer
+                    .blob
+                    .as_ref()
+                    .map(|b| b.digest)
+                    .filter(|d| sizes.contains_key(d)),
+            );
         }
         for d in &digests {
             *users.entry(*d).or_default() += 1;

@@ -603,9 +603,10 @@ fn kept_blobs_export_with_the_original_layer_digests() {
                 .to_string()
         })
         .collect();
-    // gc keeps kept blobs; export hands them out as they came.
+    // gc keeps kept blobs, fsck counts them as referenced; export hands them out as they came.
     root.ok(&["gc"]);
-    root.fsck_clean();
+    let report = root.fsck_clean();
+    assert_eq!(report["unreferenced_objects"], 0, "{report}");
     let out = root.path().join("app.tar");
     let report: serde_json::Value =
         serde_json::from_str(&root.ok(&["export", "app", "-o", path_str(&out), "--json"]))
