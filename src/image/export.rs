@@ -179,10 +179,13 @@ pub fn export(
             &blob.digest,
             None,
         )?);
-        members.push(Member {
-            path: blob_path(&blob.digest),
-            body: Body::File(blob.path.clone()),
-        });
+        // An image may hold one layer twice (empty layers): one blob file is enough.
+        if !members.iter().any(|m| m.path == blob_path(&blob.digest)) {
+            members.push(Member {
+                path: blob_path(&blob.digest),
+                body: Body::File(blob.path.clone()),
+            });
+        }
     }
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
