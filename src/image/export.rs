@@ -9,6 +9,7 @@
 //! the output and renamed into place at the end: a failed export leaves no partial output.
 
 use super::docker::ManifestEntry;
+use super::gzip::ParallelGzip;
 use super::{ImageError, Progress, TempFile, io_err, open_db};
 use crate::db::ImageRecord;
 use crate::model::{Digest, DigestHasher, ImageId};
@@ -464,9 +465,7 @@ fn write_layer(
             .write_tar(&mut out, open)
             .map_err(layer_err)?,
         LayerCompression::Gzip => {
-            let mut gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(&mut out, flate2::Compression::default());
+            let mut gz = ParallelGzip::new(&mut out);
             layer.skeleton.write_tar(&mut gz, open).map_err(layer_err)?;
             gz.finish().map_err(io_err(path))?;
         }

@@ -14,6 +14,7 @@ mod docker;
 mod export;
 mod fsck;
 mod gc;
+mod gzip;
 mod import;
 mod inspect;
 mod layout;
