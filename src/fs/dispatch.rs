@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Entries and attributes change only through this daemon, so the kernel may cache them long.
 const TTL: Duration = Duration::from_secs(3600);
 
-/// One open file or directory.
+/// One open file.
 enum Handle {
     // The backing id is held (not read) so that it stays registered while the file is open.
     File {
@@ -34,17 +34,22 @@ enum Handle {
         _backing: Option<Arc<BackingId>>,
         lower: bool,
     },
-    /// Listed at the first readdir, not at opendir: with the kernel's readdir cache most
-    /// opendirs of a warm walk are never followed by a readdir.
-    Dir {
-        entries: Option<Vec<(Vec<u8>, FileType)>>,
-    },
 }
+
+/// The merged entries of a directory, sorted by name.
+type Listing = Arc<Vec<(Vec<u8>, FileType)>>;
+
+/// Listings kept between the readdir calls of one pass over a directory: at most this many.
+const LISTINGS_KEPT: usize = 256;
 
 /// The mounted filesystem: operations plus open handles.
 pub struct Mounted {
     fs: Arc<UnionFs>,
     handles: Mutex<HashMap<u64, Handle>>,
+    /// Directories are not opened (OPENDIR is answered ENOSYS once, so the kernel stops
+    /// sending OPENDIR and RELEASEDIR and caches listings): a pass over a directory lists it
+    /// at offset 0 and reads the rest of the same listing from here.
+    listings: Mutex<HashMap<u64, Listing>>,
     /// Per node: its live backing id and whether it is a lower object.
     backing: Mutex<HashMap<u64, (Weak<BackingId>, bool)>>,
     next_fh: AtomicU64,
@@ -120,6 +125,7 @@ impl Mounted {
         Mounted {
             fs: Arc::new(UnionFs::new(index, store, upper)),
             handles: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             backing: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
@@ -159,21 +165,30 @@ impl Mounted {
         }
     }
 
-    /// The merged entries of an open directory, listed at the first call.
-    fn dir_entries(&self, ino: u64, fh: u64) -> Result<Vec<(Vec<u8>, FileType)>, Errno> {
-        if let Some(Handle::Dir {
-            entries: Some(entries),
-        }) = lock(&self.handles).get(&fh)
-        {
-            return Ok(entries.clone());
+    /// The merged entries of directory `ino` for a readdir at `offset`: listed afresh when a
+    /// pass starts (offset 0), else the pass's listing. A pass that reached the end drops it.
+    fn dir_entries(&self, ino: u64, offset: u64) -> Result<Listing, Errno> {
+        if offset > 0 {
+            let mut listings = lock(&self.listings);
+            if let Some(listing) = listings.get(&ino).cloned() {
+                // "." and ".." come first: offset len + 2 is past the end.
+                if offset as usize >= listing.len() + 2 {
+                    listings.remove(&ino);
+                }
+                return Ok(listing);
+            }
         }
         let (path, lower) = self.fs.node(ino).map_err(|e| err(&e))?;
         let mut entries = self.fs.list_dir(&path, lower).map_err(|e| err(&e))?;
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        if let Some(Handle::Dir { entries: slot }) = lock(&self.handles).get_mut(&fh) {
-            *slot = Some(entries.clone());
+        let listing = Arc::new(entries);
+        let mut listings = lock(&self.listings);
+        if listings.len() >= LISTINGS_KEPT {
+            // Passes left unfinished (a reader that stopped early) are forgotten.
+            listings.clear();
         }
-        Ok(entries)
+        listings.insert(ino, listing.clone());
+        Ok(listing)
     }
 
     fn entry(&self, found: Result<Found, FsError>, reply: ReplyEntry) {
@@ -600,26 +615,22 @@ impl Filesystem for Mounted {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if let Err(e) = self.fs.node(ino.0) {
-            return reply.error(err(&e));
-        }
-        let fh = self.add_handle(Handle::Dir { entries: None });
-        reply.opened(
-            FileHandle(fh),
-            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
-        );
+    /// ENOSYS: the kernel then opens every directory itself (no fh, its listing kept in the
+    /// page cache) and never sends OPENDIR or RELEASEDIR again, two round trips less per
+    /// directory visit.
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::from_i32(libc::ENOSYS));
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.dir_entries(ino.0, fh.0) {
+        let entries = match self.dir_entries(ino.0, offset) {
             Ok(entries) => entries,
             Err(e) => return reply.error(e),
         };
@@ -649,11 +660,11 @@ impl Filesystem for Mounted {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = match self.dir_entries(ino.0, fh.0) {
+        let entries = match self.dir_entries(ino.0, offset) {
             Ok(entries) => entries,
             Err(e) => return reply.error(e),
         };
@@ -719,18 +730,6 @@ impl Filesystem for Mounted {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(&e)),
         }
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        lock(&self.handles).remove(&fh.0);
-        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
