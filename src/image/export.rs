@@ -105,9 +105,15 @@ pub fn export(
 ) -> Result<ExportReport, ImageError> {
     // gc must neither sweep the objects read nor the blobs staged in tmp/.
     let _guard = store.write_guard(GC_WAIT)?;
-    let (record, name) = {
+    let (record, name, tar_sizes) = {
         let db = open_db(store, progress)?;
         let record = db.resolve(image)?;
+        // Progress counts the layer tars regenerated (compressed sizes are not known ahead).
+        let tar_sizes = record
+            .layers
+            .iter()
+            .map(|l| Ok(db.layer(&l.diff_id)?.map_or(0, |r| r.tar_size)))
+            .collect::<Result<Vec<u64>, ImageError>>()?;
         let tags: Vec<String> = db
             .tags()?
             .into_iter()
@@ -122,7 +128,7 @@ pub fn export(
                 .next()
                 .unwrap_or_else(|| record.id.0.short())
         };
-        (record, name)
+        (record, name, tar_sizes)
     };
     let parent = out
         .parent()
@@ -146,13 +152,15 @@ pub fn export(
         _ => store.tmp_dir(),
     };
     std::fs::create_dir_all(&blob_dir).map_err(io_err(&blob_dir))?;
-    let total: u64 = record
-        .layers
-        .iter()
-        .map(|l| l.blob.as_ref().map_or(0, |b| b.size))
-        .sum();
-    progress.start(record.layers.len(), total);
-    let mut blobs = write_layers(store, &record, &blob_dir, options.compression, progress)?;
+    progress.start(record.layers.len(), tar_sizes.iter().sum());
+    let mut blobs = write_layers(
+        store,
+        &record,
+        &tar_sizes,
+        &blob_dir,
+        options.compression,
+        progress,
+    )?;
     if options.format == ExportFormat::OciDir {
         // A layout names its blobs by digest.
         for blob in &mut blobs {
@@ -342,6 +350,7 @@ struct Blob {
 fn write_layers(
     store: &Store,
     record: &ImageRecord,
+    tar_sizes: &[u64],
     dir: &Path,
     compression: LayerCompression,
     progress: &dyn Progress,
@@ -367,9 +376,9 @@ fn write_layers(
                         Some(blob) => Ok(blob),
                         None => write_layer(store, i, &layer.diff_id, &path, compression),
                     };
-                    if let Ok(blob) = &result {
+                    if result.is_ok() {
                         progress.layer_done(i, &layer.diff_id, false);
-                        progress.bytes(blob.size);
+                        progress.bytes(tar_sizes.get(i).copied().unwrap_or(0));
                     } else {
                         next.store(count, Ordering::Relaxed);
                     }
