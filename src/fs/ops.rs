@@ -941,6 +941,13 @@ impl UnionFs {
             .is_some();
         let root = self.upper.root_fd();
         if exchange {
+            // A directory landing on a lower directory's name is made opaque before it moves.
+            if src_dir && dst_lower {
+                self.upper.set_opaque(&src.path)?;
+            }
+            if dst.as_ref().is_some_and(is_dir) && src_lower {
+                self.upper.set_opaque(&dst_path)?;
+            }
             rustix::fs::renameat_with(
                 &root,
                 rel(&src.path),
@@ -950,29 +957,47 @@ impl UnionFs {
             )
             .map_err(|e| errno(e, &src.path))?;
         } else {
-            match self.upper.stat(&dst_path)? {
-                Some(st) if Upper::is_whiteout(&st) => self.upper.unlink(&dst_path, false)?,
+            // A directory landing on a lower directory's name is made opaque before it moves,
+            // so the lower tree never shows through it.
+            if src_dir && dst_lower {
+                self.upper.set_opaque(&src.path)?;
+            }
+            let dst_whiteout = match self.upper.stat(&dst_path)? {
+                Some(st) if Upper::is_whiteout(&st) => true,
                 Some(st) if Upper::is_dir(&st) => {
                     // An empty merged dir may still hold whiteouts: clear them so it can be replaced.
                     for (child, _) in self.upper.list(&dst_path)? {
                         self.upper.unlink(&join(&dst_path, &child), false)?;
                     }
+                    false
                 }
-                _ => {}
-            }
-            let flags = if src_lower {
-                rustix::fs::RenameFlags::WHITEOUT
-            } else {
-                rustix::fs::RenameFlags::empty()
+                _ => false,
             };
-            rustix::fs::renameat_with(&root, rel(&src.path), &root, rel(&dst_path), flags)
+            if dst_whiteout && src_dir {
+                // A directory cannot replace a whiteout: exchange them, so the name is never
+                // without one or the other; the whiteout lands on the old name, which needs
+                // one if a lower entry is there.
+                rustix::fs::renameat_with(
+                    &root,
+                    rel(&src.path),
+                    &root,
+                    rel(&dst_path),
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
                 .map_err(|e| errno(e, &src.path))?;
-        }
-        if src_dir && dst_lower {
-            self.upper.set_opaque(&dst_path)?;
-        }
-        if exchange && dst.as_ref().is_some_and(is_dir) && src_lower {
-            self.upper.set_opaque(&src.path)?;
+                if !src_lower {
+                    self.upper.unlink(&src.path, false)?;
+                }
+            } else {
+                // A file replaces a whiteout (or anything else) in the same step.
+                let flags = if src_lower {
+                    rustix::fs::RenameFlags::WHITEOUT
+                } else {
+                    rustix::fs::RenameFlags::empty()
+                };
+                rustix::fs::renameat_with(&root, rel(&src.path), &root, rel(&dst_path), flags)
+                    .map_err(|e| errno(e, &src.path))?;
+            }
         }
         if !exchange
             && let Some(d) = &dst

@@ -351,6 +351,25 @@ fn ops() -> Vec<Op> {
         ("rmdir a recreated upper dir", |m| {
             fs::remove_dir_all(m.join("srv/x2"))
         }),
+        ("rename a file onto a deleted lower name", |m| {
+            fs::remove_file(m.join("etc/link"))?;
+            fs::write(m.join("srv/moved-file"), "moved\n")?;
+            fs::rename(m.join("srv/moved-file"), m.join("etc/link"))
+        }),
+        ("rename a dir onto a deleted lower name", |m| {
+            fs::remove_file(m.join("bin/tool"))?;
+            fs::create_dir(m.join("srv/moved-dir"))?;
+            fs::write(m.join("srv/moved-dir/in"), "in\n")?;
+            fs::rename(m.join("srv/moved-dir"), m.join("bin/tool"))
+        }),
+        (
+            "rename a new dir onto a lower dir renamed away (a whiteout)",
+            |m| {
+                fs::create_dir(m.join("srv/fresh"))?;
+                fs::write(m.join("srv/fresh/only"), "fresh\n")?;
+                fs::rename(m.join("srv/fresh"), m.join("usr/share/doc/c"))
+            },
+        ),
     ]
 }
 
