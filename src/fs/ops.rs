@@ -614,13 +614,20 @@ impl UnionFs {
         let (path, lower_exists, over_whiteout) = self.prepare_new(parent, name)?;
         let (at_dir, at_name) = self.upper.new_entry_at(&path, over_whiteout);
         make(self, at_dir, &at_name, &path)?;
-        self.own(at_dir, &at_name, &path, uid, gid)?;
-        if dir && lower_exists {
-            self.upper.set_opaque_at(at_dir, &at_name)?;
+        let finished = self.own(at_dir, &at_name, &path, uid, gid).and_then(|()| {
+            if dir && lower_exists {
+                self.upper.set_opaque_at(at_dir, &at_name)?;
+            }
+            if over_whiteout {
+                self.upper.swap_in(&at_name, &path)?;
+            }
+            Ok(())
+        });
+        if finished.is_err() && over_whiteout {
+            // Whatever is left in the work directory is nobody's.
+            self.upper.discard_work(&at_name, dir);
         }
-        if over_whiteout {
-            self.upper.swap_in(&at_name, &path)?;
-        }
+        finished?;
         let (parent_path, parent_lower) = self.node(parent)?;
         self.child_of(&parent_path, parent_lower, name)
     }
@@ -720,24 +727,33 @@ impl UnionFs {
             .map_err(|e| errno(e, &path))?;
             (fd, None)
         };
-        let parent_st = self.upper.stat(&parent_path)?;
-        let gid = match parent_st {
-            Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
-            _ => gid,
-        };
-        rustix::fs::fchown(
-            &fd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )
-        .map_err(|e| errno(e, &path))?;
-        if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            // chown cleared them; the caller asked for them.
-            rustix::fs::fchmod(&fd, mode_bits).map_err(|e| errno(e, &path))?;
+        let finished = (|| {
+            let gid = match self.upper.stat(&parent_path)? {
+                Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
+                _ => gid,
+            };
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| errno(e, &path))?;
+            if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                // chown cleared them; the caller asked for them.
+                rustix::fs::fchmod(&fd, mode_bits).map_err(|e| errno(e, &path))?;
+            }
+            if let Some(tmp) = &work_name {
+                self.upper.swap_in(tmp, &path)?;
+            }
+            Ok(())
+        })();
+        if finished.is_err()
+            && let Some(tmp) = &work_name
+        {
+            // Whatever is left in the work directory is nobody's.
+            self.upper.discard_work(tmp, false);
         }
-        if let Some(tmp) = work_name {
-            self.upper.swap_in(&tmp, &path)?;
-        }
+        finished?;
         let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
         Ok((
             Found {

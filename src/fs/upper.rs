@@ -197,6 +197,17 @@ impl Upper {
         rustix::fs::unlinkat(&self.work_fd, rel(tmp), AtFlags::empty()).map_err(|e| io(path, e))
     }
 
+    /// Removes an entry made in the work directory that was not put in place (best effort:
+    /// the work directory is not visible in the container either way).
+    pub fn discard_work(&self, tmp: &[u8], dir: bool) {
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        let _ = rustix::fs::unlinkat(&self.work_fd, rel(tmp), flags);
+    }
+
     /// Removes whatever is at `path` if it is a whiteout.
     pub fn remove_whiteout(&self, path: &[u8]) -> Result<bool, FsError> {
         match self.stat(path)? {
