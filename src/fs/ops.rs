@@ -956,28 +956,17 @@ impl UnionFs {
             .and_then(|p| self.index.lookup(p, new_name))
             .is_some();
         let root = self.upper.root_fd();
+        // A directory landing on a lower directory's name is made opaque before it moves, so
+        // the lower tree never shows through it.
+        if src_dir && dst_lower {
+            self.upper.set_opaque(&src.path)?;
+        }
         if exchange {
-            // A directory landing on a lower directory's name is made opaque before it moves.
-            if src_dir && dst_lower {
-                self.upper.set_opaque(&src.path)?;
-            }
             if dst.as_ref().is_some_and(is_dir) && src_lower {
                 self.upper.set_opaque(&dst_path)?;
             }
-            rustix::fs::renameat_with(
-                &root,
-                rel(&src.path),
-                &root,
-                rel(&dst_path),
-                rustix::fs::RenameFlags::EXCHANGE,
-            )
-            .map_err(|e| errno(e, &src.path))?;
+            self.upper.exchange(&src.path, &dst_path)?;
         } else {
-            // A directory landing on a lower directory's name is made opaque before it moves,
-            // so the lower tree never shows through it.
-            if src_dir && dst_lower {
-                self.upper.set_opaque(&src.path)?;
-            }
             let dst_whiteout = match self.upper.stat(&dst_path)? {
                 Some(st) if Upper::is_whiteout(&st) => true,
                 Some(st) if Upper::is_dir(&st) => {
@@ -993,14 +982,7 @@ impl UnionFs {
                 // A directory cannot replace a whiteout: exchange them, so the name is never
                 // without one or the other; the whiteout lands on the old name, which needs
                 // one if a lower entry is there.
-                rustix::fs::renameat_with(
-                    &root,
-                    rel(&src.path),
-                    &root,
-                    rel(&dst_path),
-                    rustix::fs::RenameFlags::EXCHANGE,
-                )
-                .map_err(|e| errno(e, &src.path))?;
+                self.upper.exchange(&src.path, &dst_path)?;
                 if !src_lower {
                     self.upper.unlink(&src.path, false)?;
                 }

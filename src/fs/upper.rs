@@ -197,6 +197,18 @@ impl Upper {
         rustix::fs::unlinkat(&self.work_fd, rel(tmp), AtFlags::empty()).map_err(|e| io(path, e))
     }
 
+    /// Swaps the upper entries at `a` and `b` in one step (`RENAME_EXCHANGE`).
+    pub fn exchange(&self, a: &[u8], b: &[u8]) -> Result<(), FsError> {
+        rustix::fs::renameat_with(
+            &self.root_fd,
+            rel(a),
+            &self.root_fd,
+            rel(b),
+            RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io(a, e))
+    }
+
     /// Removes an entry made in the work directory that was not put in place (best effort:
     /// the work directory is not visible in the container either way).
     pub fn discard_work(&self, tmp: &[u8], dir: bool) {
