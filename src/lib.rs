@@ -14,6 +14,8 @@
 //!   operation under the root's lock).
 //! - [`image`]: import from OCI layouts, OCI archives, docker archives and rootfs trees;
 //!   listing, removal, garbage collection and consistency checks.
+//! - [`container`]: containers and the FUSE mount daemon; [`snapshot`]: containerd's
+//!   snapshots over the same store and daemon (`snap snapshotter`).
 //! - [`cli`]: the `snap` command line.
 //! - [`sys`]: the only place that talks to the kernel beyond `std` (flock, syncfs, mmap).
 //!
@@ -28,5 +30,6 @@ pub mod image;
 pub mod index;
 pub mod layer;
 pub mod model;
+pub mod snapshot;
 pub mod store;
 pub mod sys;

@@ -16,6 +16,7 @@ mod output;
 mod progress;
 mod ps;
 mod rmi;
+mod snapshotter;
 
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -70,6 +71,11 @@ enum Command {
     Rm(ps::RmArgs),
     /// Write an image's layers as overlayfs lower dirs; prints the lowerdir= value.
     Lowerdirs(lowerdirs::LowerdirsArgs),
+    /// Serve containerd's snapshots API (a proxy snapshotter) over the store.
+    Snapshotter(snapshotter::SnapshotterArgs),
+    /// The mount daemon of a snapshot (started by the snapshotter).
+    #[command(hide = true)]
+    ServeDir(snapshotter::ServeDirArgs),
 }
 
 /// Runs `snap` and exits.
@@ -109,5 +115,7 @@ fn run(args: Args) -> Result<i32> {
         Command::Ps(a) => ps::run(&store, a),
         Command::Rm(a) => ps::run_rm(&store, a),
         Command::Lowerdirs(a) => lowerdirs::run(&store, a),
+        Command::Snapshotter(a) => snapshotter::run(&store, a),
+        Command::ServeDir(a) => snapshotter::run_serve_dir(&store, a),
     }
 }

@@ -1,9 +1,11 @@
 //! `snap mount NAME MOUNTPOINT` and `snap umount NAME`: the daemon that serves a container.
 //!
-//! `mount` starts `snap mount --foreground` as a detached daemon and returns once the mount
-//! exists; the daemon writes `mount.json` when mounted and removes it when unmounted. A
-//! daemon killed with SIGKILL leaves a dead mount and a stale `mount.json`: `mount`, `umount`
-//! and `ps` detect it (the pid is gone) and clean it up.
+//! The daemon serves any directory laid out as a container's (`upper`, `work`, and its
+//! state files) over a layer stack's flattened index: a container made by `snap create`, or
+//! an active or view snapshot of `snap snapshotter`. [`spawn`] starts it detached and returns
+//! once the mount exists; the daemon writes `mount.json` when mounted and removes it when
+//! unmounted. A daemon killed with SIGKILL leaves a dead mount and a stale `mount.json`:
+//! [`live_state_at`] detects it (the pid is gone) and cleans it up.
 
 use super::{ContainerError, dir, io_err, open_db};
 use crate::fs::{Mounted, Upper};
@@ -22,19 +24,25 @@ pub struct MountState {
     pub mountpoint: PathBuf,
 }
 
-fn state_path(store: &Store, name: &str) -> PathBuf {
-    dir(store, name).join("mount.json")
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("mount.json")
 }
 
-/// The live mount of `name`, cleaning up a stale one (dead daemon) on the way.
+/// The live mount of container `name`, cleaning up a stale one on the way.
 pub fn live_state(store: &Store, name: &str) -> Option<MountState> {
-    let path = state_path(store, name);
+    live_state_at(&dir(store, name))
+}
+
+/// The live mount of the daemon directory `dir`, cleaning up a stale one (dead daemon).
+pub fn live_state_at(dir: &Path) -> Option<MountState> {
+    let path = state_path(dir);
     let state: MountState = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
     if crate::sys::process_alive(state.pid) {
         return Some(state);
     }
     tracing::warn!(
-        "container {name}: daemon {} is gone; cleaning up its mount at {}",
+        "{}: daemon {} is gone; cleaning up its mount at {}",
+        dir.display(),
         state.pid,
         state.mountpoint.display()
     );
@@ -57,12 +65,31 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
             pid: state.pid,
         });
     }
+    let mut args: Vec<std::ffi::OsString> = vec!["mount".into(), "--foreground".into()];
+    args.extend(["--image".into(), record.image.to_string().into(), name.into()]);
+    spawn(store, &dir(store, name), name, &args, mountpoint)
+}
+
+/// Starts `snap --root ROOT ARGS… MOUNTPOINT` as a detached daemon serving `dir` and waits
+/// until it has mounted; returns its pid. `what` names the served thing in errors.
+pub fn spawn(
+    store: &Store,
+    dir: &Path,
+    what: &str,
+    args: &[std::ffi::OsString],
+    mountpoint: &Path,
+) -> Result<u32, ContainerError> {
+    let failed = |mountpoint: &Path, detail: String| ContainerError::MountFailed {
+        name: what.to_string(),
+        mountpoint: mountpoint.to_path_buf(),
+        detail,
+    };
     let mountpoint = std::fs::canonicalize(mountpoint).map_err(io_err(mountpoint))?;
     if crate::sys::is_mount_point(&mountpoint) && std::fs::metadata(&mountpoint).is_err() {
         // A dead FUSE mount left there by a killed daemon.
         let _ = crate::sys::unmount(&mountpoint);
     }
-    let log_path = dir(store, name).join("daemon.log");
+    let log_path = dir.join("daemon.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -72,9 +99,7 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
     let mut child = Command::new(exe)
         .arg("--root")
         .arg(store.root())
-        .args(["mount", "--foreground", "--image"])
-        .arg(record.image.to_string())
-        .arg(name)
+        .args(args)
         .arg(&mountpoint)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -84,7 +109,7 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
         .map_err(io_err(&mountpoint))?;
     let start = Instant::now();
     loop {
-        if let Some(state) = live_state(store, name)
+        if let Some(state) = live_state_at(dir)
             && state.pid == child.id()
         {
             return Ok(state.pid);
@@ -96,27 +121,19 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
                 "the daemon exited ({status}): {}",
                 tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             );
-            return Err(ContainerError::MountFailed {
-                name: name.to_string(),
-                mountpoint,
-                detail,
-            });
+            return Err(failed(&mountpoint, detail));
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
-            return Err(ContainerError::MountFailed {
-                name: name.to_string(),
-                mountpoint,
-                detail: "not mounted after 30 s".into(),
-            });
+            return Err(failed(&mountpoint, "not mounted after 30 s".into()));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-/// Runs the daemon in this process: mounts and serves until unmounted. `image` is the
-/// container's image when the caller already read it (the background daemon is given it, so
-/// that it never opens the database).
+/// Runs the daemon of container `name` in this process: mounts and serves until unmounted.
+/// `image` is the container's image when the caller already read it (the background daemon
+/// is given it, so that it never opens the database).
 pub fn serve(
     store: Store,
     name: &str,
@@ -132,16 +149,30 @@ pub fn serve(
                 .image
         }
     };
-    let index = store.open_index(&image)?;
     let dir = dir(&store, name);
+    serve_dir(store, &dir, &image, mountpoint, false)
+}
+
+/// Runs a daemon in this process: mounts the union of the index `index` (an image's, or a
+/// snapshot stack's) and `dir`'s upper at `mountpoint`, read-only if asked, and serves until
+/// unmounted.
+pub fn serve_dir(
+    store: Store,
+    dir: &Path,
+    index: &ImageId,
+    mountpoint: &Path,
+    read_only: bool,
+) -> Result<(), ContainerError> {
+    let what = dir.display().to_string();
+    let index = store.open_index(index)?;
     let upper = Upper::open(&dir.join("upper"), &dir.join("work"))?;
-    let state_file = state_path(&store, name);
+    let state_file = state_path(dir);
     let mountpoint = std::fs::canonicalize(mountpoint).map_err(io_err(mountpoint))?;
     let state = MountState {
         pid: std::process::id(),
         mountpoint: mountpoint.clone(),
     };
-    // One daemon per container: a second one on the same upper dir would corrupt it.
+    // One daemon per directory: a second one on the same upper dir would corrupt it.
     let lock_path = dir.join("daemon.lock");
     let wait = crate::sys::LockWait {
         exclusive: true,
@@ -151,22 +182,22 @@ pub fn serve(
     let _lock = crate::sys::FileLock::acquire(&lock_path, &wait)
         .map_err(io_err(&lock_path))?
         .ok_or_else(|| ContainerError::MountFailed {
-            name: name.to_string(),
+            name: what.clone(),
             mountpoint: mountpoint.clone(),
             detail: format!(
-                "another daemon serves this container (pid in {})",
+                "another daemon serves this directory (pid in {})",
                 lock_path.display()
             ),
         })?;
     let fs = Mounted::new(index, store, upper);
     let control = dir.join("control.sock");
     if let Err(e) = super::control::listen(&control, fs.union()) {
-        // Commits of this container then read its upper without freezing it.
+        // Commits then read the upper without freezing it.
         tracing::warn!("no control socket at {}: {e}", control.display());
     }
     let mut written = Ok(());
-    crate::fs::serve(fs, &mountpoint, || {
-        tracing::info!("container {name} mounted at {}", mountpoint.display());
+    crate::fs::serve(fs, &mountpoint, read_only, || {
+        tracing::info!("{what} mounted at {}", mountpoint.display());
         let tmp = state_file.with_extension("json.tmp");
         written = std::fs::write(&tmp, serde_json::to_vec(&state).unwrap_or_default())
             .and_then(|()| std::fs::rename(&tmp, &state_file))
@@ -174,20 +205,24 @@ pub fn serve(
     })?;
     let _ = std::fs::remove_file(&state_file);
     let _ = std::fs::remove_file(&control);
-    tracing::info!("container {name} unmounted");
+    tracing::info!("{what} unmounted");
     written
 }
 
 /// Unmounts container `name` and waits for its daemon to exit.
 pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
-    let state =
-        live_state(store, name).ok_or_else(|| ContainerError::NotMounted(name.to_string()))?;
+    stop(&dir(store, name), name)
+}
+
+/// Unmounts the daemon serving `dir` and waits for it to exit. `what` names it in errors.
+pub fn stop(dir: &Path, what: &str) -> Result<MountState, ContainerError> {
+    let state = live_state_at(dir).ok_or_else(|| ContainerError::NotMounted(what.to_string()))?;
     crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
     let start = Instant::now();
     while crate::sys::process_alive(state.pid) {
         if start.elapsed() > Duration::from_secs(10) {
             return Err(ContainerError::MountFailed {
-                name: name.to_string(),
+                name: what.to_string(),
                 mountpoint: state.mountpoint,
                 detail: format!(
                     "unmounted, but daemon pid {} has not exited after 10 s",
@@ -197,6 +232,6 @@ pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let _ = std::fs::remove_file(state_path(store, name));
+    let _ = std::fs::remove_file(state_path(dir));
     Ok(state)
 }

@@ -7,6 +7,7 @@
 //! layers      diff_id (32 bytes)    → LayerRecord
 //! tags        name (utf-8)          → image id (32 bytes)
 //! containers  name (utf-8)          → ContainerRecord
+//! snapshots   containerd key (utf-8) → SnapshotRecord (only `snap snapshotter` writes these)
 //! ```
 //!
 //! sled allows one open handle per database, so [`Db::open`] first takes the root's `lock`
@@ -16,7 +17,10 @@
 
 mod records;
 
-pub use records::{BlobRef, ContainerRecord, ImageLayer, ImageRecord, LayerRecord};
+pub use records::{
+    BlobRef, ContainerRecord, ImageLayer, ImageRecord, LayerRecord, SnapshotKind, SnapshotRecord,
+    SnapshotUsage,
+};
 
 use crate::model::{Digest, ImageId, LayerId};
 use crate::sys::{FileLock, LockWait};
@@ -65,6 +69,10 @@ pub enum DbError {
     ImageInUse { image: String, containers: String },
     #[error("an image named {0:?} exists already")]
     NameTaken(String),
+    #[error("snapshot {0:?} exists already")]
+    SnapshotExists(String),
+    #[error("no snapshot {0:?}")]
+    NoSuchSnapshot(String),
 }
 
 /// An open database, holding the root's lock until dropped.
@@ -73,6 +81,7 @@ pub struct Db {
     layers: sled::Tree,
     tags: sled::Tree,
     containers: sled::Tree,
+    snapshots: sled::Tree,
     db: sled::Db,
     path: PathBuf,
     _lock: FileLock,
@@ -169,6 +178,7 @@ impl Db {
             layers: tree("layers")?,
             tags: tree("tags")?,
             containers: tree("containers")?,
+            snapshots: tree("snapshots")?,
             db,
             path,
             _lock: lock,
@@ -393,6 +403,67 @@ impl Db {
                     detail: "transaction aborted".into(),
                 },
             })?;
+        self.flush()
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRecord>, DbError> {
+        all(&self.snapshots, "snapshots")
+    }
+
+    pub fn snapshot(&self, key: &str) -> Result<Option<SnapshotRecord>, DbError> {
+        one(&self.snapshots, "snapshots", key.as_bytes())
+    }
+
+    /// A number no other snapshot directory has (sled's monotonic id generator).
+    pub fn new_snapshot_dir(&self) -> Result<u64, DbError> {
+        self.db.generate_id().map_err(sled_err("snapshots"))
+    }
+
+    /// Records snapshot `record` in place of `replaces` (a commit: the active key goes, the
+    /// committed name comes), in one transaction. Fails with [`DbError::SnapshotExists`] if
+    /// `record.key` is taken and with [`DbError::NoSuchSnapshot`] if `replaces` is gone.
+    pub fn put_snapshot(
+        &self,
+        record: &SnapshotRecord,
+        replaces: Option<&str>,
+    ) -> Result<(), DbError> {
+        use sled::transaction::{ConflictableTransactionError::Abort, TransactionError};
+        self.snapshots
+            .transaction(|tree| {
+                if tree.get(record.key.as_bytes())?.is_some() {
+                    return Err(Abort(DbError::SnapshotExists(record.key.clone())));
+                }
+                if let Some(old) = replaces {
+                    if tree.remove(old.as_bytes())?.is_none() {
+                        return Err(Abort(DbError::NoSuchSnapshot(old.to_string())));
+                    }
+                }
+                tree.insert(record.key.as_bytes(), encode(record))?;
+                Ok(())
+            })
+            .map_err(|e: TransactionError<DbError>| match e {
+                TransactionError::Storage(source) => DbError::Sled {
+                    tree: "snapshots",
+                    source,
+                },
+                TransactionError::Abort(e) => e,
+            })?;
+        self.flush()
+    }
+
+    /// Replaces the record of an existing snapshot (labels, times).
+    pub fn update_snapshot(&self, record: &SnapshotRecord) -> Result<(), DbError> {
+        self.snapshots
+            .insert(record.key.as_bytes(), encode(record))
+            .map_err(sled_err("snapshots"))?;
+        self.flush()
+    }
+
+    pub fn remove_snapshot(&self, key: &str) -> Result<(), DbError> {
+        self.snapshots
+            .remove(key.as_bytes())
+            .map_err(sled_err("snapshots"))?
+            .ok_or_else(|| DbError::NoSuchSnapshot(key.to_string()))?;
         self.flush()
     }
 }

@@ -56,3 +56,47 @@ pub struct ContainerRecord {
     pub name: String,
     pub image: ImageId,
 }
+
+/// What a containerd snapshot is, as containerd's `Kind` (its `Unknown` is never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    View,
+    Active,
+    Committed,
+}
+
+/// Bytes and inodes a snapshot uses on its own (containerd's `Usage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotUsage {
+    pub size: u64,
+    pub inodes: u64,
+}
+
+/// A snapshot served to containerd by `snap snapshotter`, under containerd's key for it.
+///
+/// Active and view snapshots own a directory `snapshots/<dir>/` (upper, work, mount state);
+/// a committed snapshot is a layer in the store, and `layers` is its whole stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// containerd's key (`<namespace>/<seq>/<name>`): an opaque string.
+    pub key: String,
+    pub kind: SnapshotKind,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub created: std::time::SystemTime,
+    pub updated: std::time::SystemTime,
+    /// The number of the directory under `snapshots/` (active and view snapshots).
+    pub dir: u64,
+    /// The layer stack, bottom first: the parent's, plus its own layer once committed.
+    pub layers: Vec<LayerId>,
+    /// An active snapshot that containerd unpacks a layer into: its mounts are plain (a bind
+    /// of the upper, or one overlay), not a FUSE mount.
+    #[serde(default)]
+    pub staging: bool,
+    /// For committed snapshots: what their own layer holds.
+    #[serde(default)]
+    pub usage: SnapshotUsage,
+}

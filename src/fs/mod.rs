@@ -55,11 +55,12 @@ impl FsError {
 }
 
 /// Mounts `fs` at `mountpoint` as a container rootfs (`dev`, `suid`, `allow_other`,
-/// `default_permissions`), calls `on_mounted` once the mount exists, and serves requests
-/// until it is unmounted.
+/// `default_permissions`; read-only if asked), calls `on_mounted` once the mount exists, and
+/// serves requests until it is unmounted.
 pub fn serve(
     fs: Mounted,
     mountpoint: &std::path::Path,
+    read_only: bool,
     on_mounted: impl FnOnce(),
 ) -> Result<(), FsError> {
     use fuser::MountOption;
@@ -70,7 +71,11 @@ pub fn serve(
         MountOption::DefaultPermissions,
         MountOption::Dev,
         MountOption::Suid,
-        MountOption::RW,
+        if read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
     ];
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(

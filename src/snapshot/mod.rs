@@ -1,0 +1,106 @@
+//! containerd's snapshots over the store: what `snap snapshotter` serves as a proxy plugin.
+//!
+//! ```text
+//! <root>/snapshots/<n>/upper        an active snapshot's changes (overlayfs's format)
+//! <root>/snapshots/<n>/work         scratch for atomic copy-up (or for overlay, when unpacking)
+//! <root>/snapshots/<n>/mnt          the FUSE mount of an active or view snapshot
+//! <root>/snapshots/<n>/parent/      when unpacking on a parent: a read-only view of it
+//! ```
+//!
+//! A committed snapshot is a layer in the store and its record names its whole layer stack,
+//! whose flattened index is kept like an image's ([`crate::image::stack_id`]). An active
+//! snapshot that a container runs on is a FUSE mount of that stack's index and its own upper
+//! (the same daemon as `snap mount`), returned to containerd as a bind mount; a view is the
+//! same, read-only. An active snapshot that containerd unpacks a layer into gets plain mounts
+//! instead (a bind of the empty upper, or one overlay on a view of the parent), so
+//! containerd's applier writes at native speed; `Commit` then stores the upper as a layer,
+//! deduplicated against the whole store.
+//!
+//! The records live in the database's `snapshots` tree, which nothing else lists: images and
+//! containers made with the CLI never appear to containerd, so its garbage collector cannot
+//! remove them, and no key containerd sends can name them.
+
+mod filter;
+mod grpc;
+mod mounts;
+mod service;
+
+pub use filter::{FilterError, Filters};
+pub use grpc::serve;
+pub use mounts::MountSpec;
+pub use service::Snapshots;
+
+use crate::container::ContainerError;
+use crate::db::DbError;
+use crate::image::ImageError;
+use std::path::PathBuf;
+
+/// Why a snapshot operation failed; [`SnapshotError::code`] is what containerd is told.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {0:?} does not exist")]
+    NotFound(String),
+    #[error("snapshot {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(DbError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl From<DbError> for SnapshotError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::SnapshotExists(key) => SnapshotError::AlreadyExists(key),
+            DbError::NoSuchSnapshot(key) => SnapshotError::NotFound(key),
+            e => SnapshotError::Db(e),
+        }
+    }
+}
+
+/// The gRPC status codes containerd maps to its errors (errdefs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    Internal,
+}
+
+impl SnapshotError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SnapshotError::NotFound(_) => ErrorCode::NotFound,
+            SnapshotError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            SnapshotError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            SnapshotError::InvalidArgument(_) | SnapshotError::Filter(_) => {
+                ErrorCode::InvalidArgument
+            }
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,382 @@
+//! The snapshot operations, synchronous, with containerd's semantics: each opens the
+//! database for its checks and its one write, and does file work (storing a layer, mounting)
+//! outside the database's lock.
+//!
+//! Order, for crash safety: a new snapshot is recorded before its directory is made (a
+//! record whose directory is missing gets it again from `mounts`), and removed before its
+//! directory is (`cleanup` removes directories no record names). A commit stores the layer
+//! and its stack's index durably before the one transaction that swaps the active record for
+//! the committed one.
+
+use super::mounts::{MountSpec, is_unpack, mounts_of};
+use super::{Filters, SnapshotError, io_err};
+use crate::container::{live_state_at, spawn, stop};
+use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
+use crate::image::{Silent, ensure_stack_index, stack_id, store_upper_on_stack};
+use crate::store::Store;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long an operation waits for a running `snap gc`.
+const GC_WAIT: Duration = Duration::from_secs(600);
+
+/// containerd's snapshots in one store.
+pub struct Snapshots {
+    store: Store,
+}
+
+impl Snapshots {
+    pub fn open(root: &Path) -> Result<Self, SnapshotError> {
+        Ok(Snapshots {
+            store: Store::open(root)?,
+        })
+    }
+
+    fn db(&self) -> Result<Db, SnapshotError> {
+        let on_wait = |pid: Option<u32>| {
+            tracing::info!(
+                "waiting for the store lock held by pid {}",
+                pid.map_or("?".into(), |p| p.to_string())
+            )
+        };
+        Ok(Db::open(
+            self.store.root(),
+            crate::db::LOCK_TIMEOUT,
+            &on_wait,
+        )?)
+    }
+
+    fn dir(&self, n: u64) -> PathBuf {
+        self.store.root().join("snapshots").join(n.to_string())
+    }
+
+    fn get(db: &Db, key: &str) -> Result<SnapshotRecord, SnapshotError> {
+        db.snapshot(key)?
+            .ok_or_else(|| SnapshotError::NotFound(key.to_string()))
+    }
+
+    pub fn stat(&self, key: &str) -> Result<SnapshotRecord, SnapshotError> {
+        Self::get(&self.db()?, key)
+    }
+
+    /// A new active (or view) snapshot `key` on the committed snapshot `parent` (none if
+    /// empty); returns its mounts.
+    pub fn prepare(
+        &self,
+        kind: SnapshotKind,
+        key: &str,
+        parent: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<MountSpec>, SnapshotError> {
+        if key.is_empty() {
+            return Err(SnapshotError::InvalidArgument(
+                "the snapshot key is empty".into(),
+            ));
+        }
+        // The stack's index is written before the record names it: no gc in between.
+        let guard = self.store.write_guard(GC_WAIT)?;
+        let db = self.db()?;
+        if db.snapshot(key)?.is_some() {
+            return Err(SnapshotError::AlreadyExists(key.to_string()));
+        }
+        let layers = if parent.is_empty() {
+            Vec::new()
+        } else {
+            let parent_record = Self::get(&db, parent)?;
+            if parent_record.kind != SnapshotKind::Committed {
+                return Err(SnapshotError::InvalidArgument(format!(
+                    "parent {parent:?} is not a committed snapshot"
+                )));
+            }
+            parent_record.layers
+        };
+        let now = SystemTime::now();
+        let record = SnapshotRecord {
+            key: key.to_string(),
+            kind,
+            parent: (!parent.is_empty()).then(|| parent.to_string()),
+            staging: kind == SnapshotKind::Active && is_unpack(key, &labels),
+            labels,
+            created: now,
+            updated: now,
+            dir: db.new_snapshot_dir()?,
+            layers,
+            usage: SnapshotUsage::default(),
+        };
+        drop(db);
+        ensure_stack_index(&self.store, &record.layers)?;
+        self.db()?.put_snapshot(&record, None)?;
+        drop(guard);
+        if let Err(e) = self.start(&record) {
+            tracing::warn!("prepare {key:?}: {e}; removing it again");
+            if let Err(e) = self.db().and_then(|db| Ok(db.remove_snapshot(key)?)) {
+                tracing::warn!("removing {key:?}: {e}");
+            }
+            self.discard_dir(record.dir);
+            return Err(e);
+        }
+        Ok(mounts_of(&record, &self.dir(record.dir)))
+    }
+
+    /// The mounts of an active or view snapshot; its daemon is started again if it is gone
+    /// (killed, or the machine restarted).
+    pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>, SnapshotError> {
+        let record = self.stat(key)?;
+        if record.kind == SnapshotKind::Committed {
+            return Err(SnapshotError::FailedPrecondition(format!(
+                "snapshot {key:?} is committed: only active and view snapshots have mounts"
+            )));
+        }
+        self.start(&record)?;
+        Ok(mounts_of(&record, &self.dir(record.dir)))
+    }
+
+    /// Makes the directories of an active or view snapshot and starts the daemon that its
+    /// mounts need, unless it runs: its own FUSE mount, or for an unpack on a parent, a
+    /// read-only view of the parent.
+    fn start(&self, record: &SnapshotRecord) -> Result<(), SnapshotError> {
+        let dir = self.dir(record.dir);
+        let (daemon_dir, read_only) = match (record.staging, record.layers.is_empty()) {
+            (true, true) => (None, false),
+            (true, false) => (Some(dir.join("parent")), true),
+            (false, _) => (Some(dir.clone()), record.kind == SnapshotKind::View),
+        };
+        for sub in ["upper", "work"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io_err(&dir))?;
+        }
+        let Some(daemon_dir) = daemon_dir else {
+            return Ok(());
+        };
+        if live_state_at(&daemon_dir).is_some() {
+            return Ok(());
+        }
+        for sub in ["upper", "work", "mnt"] {
+            let path = daemon_dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io_err(&path))?;
+        }
+        let mut args: Vec<OsString> = vec![
+            "serve-dir".into(),
+            "--index".into(),
+            stack_id(&record.layers).to_string().into(),
+        ];
+        if read_only {
+            args.push("--read-only".into());
+        }
+        args.push(daemon_dir.clone().into());
+        spawn(
+            &self.store,
+            &daemon_dir,
+            &record.key,
+            &args,
+            &daemon_dir.join("mnt"),
+        )?;
+        Ok(())
+    }
+
+    /// Stores active snapshot `key` as committed snapshot `name`: its upper becomes a layer.
+    pub fn commit(
+        &self,
+        name: &str,
+        key: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(), SnapshotError> {
+        if name.is_empty() {
+            return Err(SnapshotError::InvalidArgument(
+                "the committed snapshot's name is empty".into(),
+            ));
+        }
+        let guard = self.store.write_guard(GC_WAIT)?;
+        let active = {
+            let db = self.db()?;
+            let active = Self::get(&db, key)?;
+            if active.kind != SnapshotKind::Active {
+                return Err(SnapshotError::FailedPrecondition(format!(
+                    "snapshot {key:?} is not active"
+                )));
+            }
+            if db.snapshot(name)?.is_some() {
+                return Err(SnapshotError::AlreadyExists(name.to_string()));
+            }
+            active
+        };
+        let dir = self.dir(active.dir);
+        // A snapshot in use is frozen (its namespace changes wait) while its upper is read.
+        let control = dir.join("control.sock");
+        let quiesce = || match live_state_at(&dir) {
+            None => Ok(None),
+            Some(_) => crate::container::freeze(&control).map(Some).map_err(|source| {
+                crate::image::ImageError::Io {
+                    path: control.clone(),
+                    source,
+                }
+            }),
+        };
+        let layer =
+            store_upper_on_stack(&self.store, &active.layers, &dir.join("upper"), &Silent, quiesce)?;
+        let now = SystemTime::now();
+        let mut layers = active.layers.clone();
+        layers.push(layer.id);
+        let committed = SnapshotRecord {
+            key: name.to_string(),
+            kind: SnapshotKind::Committed,
+            parent: active.parent.clone(),
+            labels,
+            created: now,
+            updated: now,
+            dir: active.dir,
+            layers,
+            staging: false,
+            usage: SnapshotUsage {
+                size: layer.content_bytes,
+                inodes: layer.entries,
+            },
+        };
+        self.db()?.put_snapshot(&committed, Some(key))?;
+        drop(guard);
+        self.discard_dir(active.dir);
+        Ok(())
+    }
+
+    /// Removes snapshot `key`, which no other snapshot may have as its parent. A committed
+    /// snapshot's layer stays in the store until `snap gc` finds nothing using it.
+    pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        let record = {
+            let db = self.db()?;
+            let record = Self::get(&db, key)?;
+            if let Some(child) = db
+                .snapshots()?
+                .into_iter()
+                .find(|s| s.parent.as_deref() == Some(key))
+            {
+                return Err(SnapshotError::FailedPrecondition(format!(
+                    "cannot remove snapshot {key:?}: snapshot {:?} is its child",
+                    child.key
+                )));
+            }
+            db.remove_snapshot(key)?;
+            record
+        };
+        if record.kind != SnapshotKind::Committed {
+            self.discard_dir(record.dir);
+        }
+        Ok(())
+    }
+
+    /// Stops the daemons of snapshot directory `n` and removes it. Failures are logged, not
+    /// returned: the record is already gone, and `cleanup` tries again.
+    fn discard_dir(&self, n: u64) {
+        let dir = self.dir(n);
+        for daemon_dir in [dir.join("parent"), dir.clone()] {
+            if live_state_at(&daemon_dir).is_some()
+                && let Err(e) = stop(&daemon_dir, &daemon_dir.display().to_string())
+            {
+                tracing::warn!("{e}");
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+
+    /// Replaces the labels (`fieldpaths` empty or `labels`) or the named ones (`labels.KEY`)
+    /// of snapshot `key`; returns the updated record.
+    pub fn update(
+        &self,
+        key: &str,
+        labels: BTreeMap<String, String>,
+        fieldpaths: &[String],
+    ) -> Result<SnapshotRecord, SnapshotError> {
+        let db = self.db()?;
+        let mut record = Self::get(&db, key)?;
+        if fieldpaths.is_empty() {
+            record.labels = labels;
+        } else {
+            for path in fieldpaths {
+                if path == "labels" {
+                    record.labels = labels.clone();
+                } else if let Some(label) = path.strip_prefix("labels.") {
+                    let value = labels.get(label).cloned().unwrap_or_default();
+                    record.labels.insert(label.to_string(), value);
+                } else {
+                    return Err(SnapshotError::InvalidArgument(format!(
+                        "cannot update field {path:?} of snapshot {key:?}"
+                    )));
+                }
+            }
+        }
+        record.updated = SystemTime::now();
+        db.update_snapshot(&record)?;
+        Ok(record)
+    }
+
+    /// What snapshot `key` uses on its own: its layer's content if committed, its upper's
+    /// allocated bytes and inodes if not.
+    pub fn usage(&self, key: &str) -> Result<SnapshotUsage, SnapshotError> {
+        let record = self.stat(key)?;
+        if record.kind == SnapshotKind::Committed {
+            return Ok(record.usage);
+        }
+        Ok(tree_usage(&self.dir(record.dir).join("upper")))
+    }
+
+    /// The snapshots that match `filters` (containerd's syntax; all if none).
+    pub fn list(&self, filters: &[String]) -> Result<Vec<SnapshotRecord>, SnapshotError> {
+        let filters = Filters::parse(filters)?;
+        Ok(self
+            .db()?
+            .snapshots()?
+            .into_iter()
+            .filter(|s| filters.matches(s))
+            .collect())
+    }
+
+    /// Removes snapshot directories that no record names (left by a crash or a failed
+    /// removal), stopping their daemons.
+    pub fn cleanup(&self) -> Result<(), SnapshotError> {
+        let named: HashSet<u64> = self
+            .db()?
+            .snapshots()?
+            .into_iter()
+            .filter(|s| s.kind != SnapshotKind::Committed)
+            .map(|s| s.dir)
+            .collect();
+        let root = self.store.root().join("snapshots");
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&root)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err(&root))?;
+            match entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) if named.contains(&n) => {}
+                Some(n) => {
+                    tracing::info!("cleanup: removing unused snapshot directory {n}");
+                    self.discard_dir(n);
+                }
+                None => tracing::warn!("cleanup: leaving {} alone", entry.path().display()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Allocated bytes and inodes under `root`, each inode counted once.
+fn tree_usage(root: &Path) -> SnapshotUsage {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut usage = SnapshotUsage::default();
+    for entry in walkdir::WalkDir::new(root).min_depth(1).into_iter().flatten() {
+        if let Ok(meta) = entry.metadata()
+            && seen.insert(meta.ino())
+        {
+            usage.inodes += 1;
+            usage.size += meta.blocks() * 512;
+        }
+    }
+    usage
+}
