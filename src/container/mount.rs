@@ -66,7 +66,11 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
         });
     }
     let mut args: Vec<std::ffi::OsString> = vec!["mount".into(), "--foreground".into()];
-    args.extend(["--image".into(), record.image.to_string().into(), name.into()]);
+    args.extend([
+        "--image".into(),
+        record.image.to_string().into(),
+        name.into(),
+    ]);
     spawn(store, &dir(store, name), name, &args, mountpoint)
 }
 

@@ -35,7 +35,7 @@ pub use inspect::{Inspection, inspect, list};
 pub use lowerdirs::lowerdirs;
 pub use progress::{Progress, Silent};
 pub use remove::{RemoveReport, remove};
-pub use stack::{ensure_stack_index, stack_id, store_upper_on_stack};
+pub use stack::{Handover, ensure_stack_index, stack_id, store_upper_on_stack};
 pub use usage::{ImageUsage, Usage, usage};
 
 use crate::db::{Db, DbError};

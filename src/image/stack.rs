@@ -7,7 +7,7 @@
 //! database names what they wrote (else `snap gc` may take it first).
 
 use super::import::layer_record;
-use super::tree_tar::{TreeKind, store_tree};
+use super::tree_tar::{TreeKind, adopt_tree, store_tree};
 use super::{ImageError, Progress};
 use crate::db::LayerRecord;
 use crate::index::{LayerInput, build, build_on};
@@ -19,7 +19,9 @@ use std::path::Path;
 /// The id of the stack of `layers` (bottom first); the empty stack has one too.
 pub fn stack_id(layers: &[LayerId]) -> ImageId {
     let text: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
-    ImageId(Digest::of(format!("snapfs-stack\n{}", text.join("\n")).as_bytes()))
+    ImageId(Digest::of(
+        format!("snapfs-stack\n{}", text.join("\n")).as_bytes(),
+    ))
 }
 
 /// Makes sure the index of the stack `layers` exists (building it from the layer files if
@@ -46,19 +48,40 @@ pub fn ensure_stack_index(store: &Store, layers: &[LayerId]) -> Result<ImageId, 
     Ok(id)
 }
 
+/// How an upper directory becomes a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// Its files are copied into the store; it stays as it was.
+    Copy,
+    /// Nobody writes it any more and it is removed afterwards: its files are linked into the
+    /// store instead of copied.
+    Adopt,
+}
+
 /// Stores `tree` (an overlayfs upper directory) as a new layer on the stack `parent`, and
 /// the new stack's index. `quiesce` is held while `tree` is read. Durable on return.
 pub fn store_upper_on_stack<G>(
     store: &Store,
     parent: &[LayerId],
     tree: &Path,
+    handover: Handover,
     progress: &dyn Progress,
     quiesce: impl FnOnce() -> Result<G, ImageError>,
 ) -> Result<LayerRecord, ImageError> {
     let parent_index = store.open_index(&ensure_stack_index(store, parent)?)?;
     let parsed = {
         let _quiet = quiesce()?;
-        store_tree(store, tree, TreeKind::Upper, parent.len(), progress)?
+        match handover {
+            Handover::Copy => store_tree(store, tree, TreeKind::Upper, parent.len(), progress)?,
+            Handover::Adopt => std::thread::scope(|scope| {
+                // The adopted files become objects as they are: writing back what is still
+                // dirty of them overlaps with hashing them, and the final sync finds little.
+                let early_sync = scope.spawn(|| store.sync());
+                let parsed = adopt_tree(store, tree, parent.len(), progress);
+                let _ = early_sync.join();
+                parsed
+            })?,
+        }
     };
     let record = layer_record(&parsed);
     let file = LayerFile {

@@ -8,7 +8,8 @@
 //! so the tar never holds half of a write made while it was being written.
 
 use super::{ImageError, Progress, TempFile, io_err};
-use crate::layer::{ParsedLayer, overlay, parse_layer};
+use crate::layer::{ParsedLayer, TarDigest, overlay, parse_layer_with};
+use crate::model::{Digest, DigestHasher};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
@@ -40,11 +41,34 @@ pub fn store_tree(
     index: usize,
     progress: &dyn Progress,
 ) -> Result<ParsedLayer, ImageError> {
+    store_tree_with(store, root, kind, index, progress, false)
+}
+
+/// [`store_tree`] of an upper directory that is handed over: nobody writes it any more and
+/// it is removed afterwards (containerd's unpack staging). Its files become objects by
+/// being linked into the store, not copied ([`Store::adopt_file`]).
+pub fn adopt_tree(
+    store: &Store,
+    root: &Path,
+    index: usize,
+    progress: &dyn Progress,
+) -> Result<ParsedLayer, ImageError> {
+    store_tree_with(store, root, TreeKind::Upper, index, progress, true)
+}
+
+fn store_tree_with(
+    store: &Store,
+    root: &Path,
+    kind: TreeKind,
+    index: usize,
+    progress: &dyn Progress,
+    adopt: bool,
+) -> Result<ParsedLayer, ImageError> {
     // Big files are streamed as they are read; one that changes meanwhile spoils the attempt,
     // and the next attempt copies it to tmp/ first (what the spoiled one stored is garbage).
     let mut snapshot_first = HashSet::new();
     loop {
-        match store_tree_once(store, root, kind, index, progress, &snapshot_first) {
+        match store_tree_once(store, root, kind, index, progress, &snapshot_first, adopt) {
             Err(ImageError::Io { path, source })
                 if source
                     .get_ref()
@@ -69,13 +93,48 @@ fn store_tree_once(
     index: usize,
     progress: &dyn Progress,
     snapshot_first: &HashSet<PathBuf>,
+    adopt: bool,
 ) -> Result<ParsedLayer, ImageError> {
     let (reader, writer) = crate::sys::big_pipe().map_err(io_err(root))?;
     let tmp = store.tmp_dir();
+    // Adopting: the writer names each body's file, in tar order, for the parser's sink.
+    let (bodies, body_paths) = crossbeam_channel::unbounded();
+    let bodies = adopt.then_some(bodies);
+    // The writer hashes the tar as it writes it, on the other core.
+    let (tar_digest, tar_digest_out) = crossbeam_channel::bounded(1);
     std::thread::scope(|scope| {
-        let writing =
-            scope.spawn(|| write_tree_tar(root, kind, &tmp, snapshot_first, progress, writer));
-        let parsed = parse_layer(BufReader::with_capacity(1 << 20, reader), store);
+        let writing = scope.spawn(|| {
+            let mut hashing = HashingWriter {
+                inner: writer,
+                hasher: DigestHasher::new(),
+            };
+            write_tree_tar(
+                root,
+                kind,
+                &tmp,
+                snapshot_first,
+                progress,
+                bodies,
+                &mut hashing,
+            )?;
+            let _ = tar_digest.send(hashing.hasher.finish());
+            Ok(())
+        });
+        let reader = BufReader::with_capacity(1 << 20, reader);
+        let digest = TarDigest::Writer(Box::new(|| {
+            tar_digest_out
+                .recv()
+                .map_err(|_| std::io::Error::other("the tar writer stopped"))
+        }));
+        let parsed = if adopt {
+            let sink = AdoptingSink {
+                store,
+                paths: body_paths,
+            };
+            parse_layer_with(reader, &sink, digest)
+        } else {
+            parse_layer_with(reader, store, digest)
+        };
         let written = writing.join().unwrap_or_else(|_| {
             Err(ImageError::Io {
                 path: root.to_path_buf(),
@@ -111,6 +170,7 @@ fn write_tree_tar(
     tmp: &Path,
     snapshot_first: &HashSet<PathBuf>,
     progress: &dyn Progress,
+    bodies: Option<crossbeam_channel::Sender<PathBuf>>,
     out: impl Write,
 ) -> Result<(), ImageError> {
     // Big writes: a pipe fed 8 KiB at a time costs a thread wake-up per write.
@@ -189,6 +249,10 @@ fn write_tree_tar(
                 first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
             }
             progress.bytes(meta.len());
+            if let Some(bodies) = &bodies {
+                // The parser outlives the writer; a send fails only if it stopped early.
+                let _ = bodies.send(path.to_path_buf());
+            }
             let reader = body.reader(meta).map_err(io_err(path))?;
             builder.append_data(&mut header, rel, reader)
         } else if file_type.is_symlink() {
@@ -217,6 +281,75 @@ fn write_tree_tar(
         .map_err(io_err(root))?
         .flush()
         .map_err(io_err(root))
+}
+
+/// Hashes what it writes.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: DigestHasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The parser's object sink when adopting a tree: each body is hashed as it comes and its
+/// file, named by the writer in the same order, is linked into the store; only a file that
+/// cannot be linked is copied.
+struct AdoptingSink<'a> {
+    store: &'a Store,
+    paths: crossbeam_channel::Receiver<PathBuf>,
+}
+
+impl crate::layer::ObjectSink for AdoptingSink<'_> {
+    fn put(&self, body: &mut dyn Read, size: u64) -> std::io::Result<Digest> {
+        let path = self
+            .paths
+            .recv()
+            .map_err(|_| std::io::Error::other("the tar writer named no file for a body"))?;
+        let digest = if size <= 1 << 20 {
+            let mut bytes = Vec::with_capacity(size as usize);
+            body.read_to_end(&mut bytes)?;
+            Digest::of(&bytes)
+        } else {
+            let mut hasher = DigestHasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = body.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            hasher.finish()
+        };
+        if !self
+            .store
+            .adopt_file(&path, &digest, size)
+            .map_err(std::io::Error::other)?
+        {
+            let mut file = File::open(&path)?;
+            let copied = self
+                .store
+                .put_stream(&mut file, size)
+                .map_err(std::io::Error::other)?;
+            if copied != digest {
+                return Err(std::io::Error::other(format!(
+                    "{} changed while it was stored",
+                    path.display()
+                )));
+            }
+        }
+        Ok(digest)
+    }
 }
 
 /// `dir/<prefix><name>`: the tar name of a whiteout (`.wh.NAME`) or an opaque marker.

@@ -121,9 +121,9 @@ fn tree_size(root: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let mut apparent = 0;
     let mut allocated = 0;
-    let walk = walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_entry(|e| e.path() != root.join("containers") && e.path() != root.join("snapshots"));
+    let walk = walkdir::WalkDir::new(root).into_iter().filter_entry(|e| {
+        e.path() != root.join("containers") && e.path() != root.join("snapshots")
+    });
     for entry in walk.flatten() {
         if let Ok(meta) = entry.metadata()
             && meta.is_file()

@@ -17,7 +17,7 @@ mod parse;
 mod skeleton;
 
 pub use file::{LayerFile, decode_digests};
-pub use parse::{ParsedLayer, parse_layer};
+pub use parse::{ParsedLayer, TarDigest, parse_layer, parse_layer_with};
 pub use skeleton::{Segment, Skeleton};
 
 use crate::model::{Digest, EntryPath, PathError};

@@ -24,7 +24,28 @@ pub struct ParsedLayer {
 
 /// Parses an uncompressed layer tar, sending each regular file's body to `sink`.
 pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer, LayerError> {
-    let recorder = Rc::new(RefCell::new(Recording::default()));
+    parse_layer_with(tar, sink, TarDigest::Parser)
+}
+
+/// Who computes the tar's digest (the layer's diff_id).
+pub enum TarDigest<'a> {
+    /// The parser, from the bytes it reads.
+    Parser,
+    /// Whoever writes the tar, in its own thread (so the two hashes run on two cores): asked
+    /// once the tar has been read to its end. Only for a tar this process writes.
+    Writer(Box<dyn FnOnce() -> std::io::Result<Digest> + 'a>),
+}
+
+/// [`parse_layer`], with the tar's digest computed as `digest` says.
+pub fn parse_layer_with<R: Read>(
+    tar: R,
+    sink: &dyn ObjectSink,
+    digest: TarDigest<'_>,
+) -> Result<ParsedLayer, LayerError> {
+    let recorder = Rc::new(RefCell::new(Recording {
+        hash: matches!(digest, TarDigest::Parser),
+        ..Recording::default()
+    }));
     let mut archive = tar::Archive::new(RecordingReader {
         inner: tar,
         rec: recorder.clone(),
@@ -131,7 +152,10 @@ pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer
     let recording = Rc::try_unwrap(recorder)
         .map(RefCell::into_inner)
         .unwrap_or_default();
-    let (diff_id, tar_size, skeleton) = recording.finish();
+    let (mut diff_id, tar_size, skeleton) = recording.finish();
+    if let TarDigest::Writer(writer) = digest {
+        diff_id = writer().map_err(|e| tar_error(&last, e))?;
+    }
     Ok(ParsedLayer {
         diff_id: LayerId(diff_id),
         entries,
@@ -260,6 +284,8 @@ fn parse_pax_time(text: &str) -> Option<(i64, u32)> {
 /// What the recording reader has seen so far.
 #[derive(Default)]
 struct Recording {
+    /// Whether to hash the bytes (else the tar's writer does).
+    hash: bool,
     hasher: DigestHasher,
     total: u64,
     in_body: bool,
@@ -306,7 +332,9 @@ impl<R: Read> Read for RecordingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut rec = self.rec.borrow_mut();
-        rec.hasher.update(&buf[..n]);
+        if rec.hash {
+            rec.hasher.update(&buf[..n]);
+        }
         rec.total += n as u64;
         if !rec.in_body {
             rec.raw.extend_from_slice(&buf[..n]);

@@ -117,7 +117,9 @@ fn parse_selector(chars: &mut Chars<'_>) -> Result<Selector, String> {
             quoted(chars)?
         } else {
             let mut part = String::new();
-            while let Some(c) = chars.next_if(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '/')) {
+            while let Some(c) =
+                chars.next_if(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '/'))
+            {
                 part.push(c);
             }
             part

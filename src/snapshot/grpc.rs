@@ -2,6 +2,9 @@
 //! crate, tonic) on a unix socket. Each request runs the synchronous operation on tokio's
 //! blocking pool; errors become the status codes containerd maps to its own.
 
+// tonic's Status is big, and it is the error type the containerd-snapshots trait requires.
+#![allow(clippy::result_large_err)]
+
 use super::{ErrorCode, SnapshotError, Snapshots, io_err};
 use crate::db::{SnapshotKind, SnapshotRecord};
 use containerd_snapshots::tonic::{self, Status};
@@ -34,10 +37,13 @@ impl Service {
         op: impl FnOnce(&Snapshots) -> Result<T, SnapshotError> + Send + 'static,
     ) -> Result<T, Status> {
         let snapshots = self.0.clone();
-        tokio::task::spawn_blocking(move || op(&snapshots))
+        let start = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || op(&snapshots))
             .await
             .map_err(|e| Status::internal(format!("{name}: {e}")))?
-            .map_err(|e| status(name, e))
+            .map_err(|e| status(name, e));
+        tracing::debug!("{name} took {:?}", start.elapsed());
+        result
     }
 }
 
@@ -85,9 +91,11 @@ impl Snapshotter for Service {
     async fn update(&self, new: Info, fieldpaths: Option<Vec<String>>) -> Result<Info, Status> {
         tracing::debug!("update {:?} {fieldpaths:?}", new.name);
         let paths = fieldpaths.unwrap_or_default();
-        self.run("update", move |s| s.update(&new.name, sorted(new.labels), &paths))
-            .await
-            .map(info)
+        self.run("update", move |s| {
+            s.update(&new.name, sorted(new.labels), &paths)
+        })
+        .await
+        .map(info)
     }
 
     async fn usage(&self, key: String) -> Result<Usage, Status> {
@@ -101,7 +109,9 @@ impl Snapshotter for Service {
 
     async fn mounts(&self, key: String) -> Result<Vec<api::types::Mount>, Status> {
         tracing::debug!("mounts {key:?}");
-        self.run("mounts", move |s| s.mounts(&key)).await.map(mounts)
+        self.run("mounts", move |s| s.mounts(&key))
+            .await
+            .map(mounts)
     }
 
     async fn prepare(
@@ -153,7 +163,11 @@ impl Snapshotter for Service {
         self.run("cleanup", |s| s.cleanup()).await
     }
 
-    async fn list(&self, _snapshotter: String, filters: Vec<String>) -> Result<Self::InfoStream, Status> {
+    async fn list(
+        &self,
+        _snapshotter: String,
+        filters: Vec<String>,
+    ) -> Result<Self::InfoStream, Status> {
         tracing::debug!("list {filters:?}");
         let records = self.run("list", move |s| s.list(&filters)).await?;
         let infos: Vec<Result<Info, Status>> = records.into_iter().map(|r| Ok(info(r))).collect();
@@ -182,6 +196,14 @@ pub fn serve(root: &Path, address: &Path) -> Result<(), SnapshotError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(address)(e)),
     }
+    let closer = Arc::downgrade(&snapshots);
+    std::thread::spawn(move || {
+        while let Some(snapshots) = closer.upgrade() {
+            snapshots.close_idle_db();
+            drop(snapshots);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("snapshotter")

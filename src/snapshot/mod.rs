@@ -55,13 +55,31 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Db(DbError),
+    Db(Box<DbError>),
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(Box<ImageError>),
     #[error(transparent)]
-    Container(#[from] ContainerError),
+    Container(Box<ContainerError>),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(Box<crate::store::StoreError>),
+}
+
+impl From<ImageError> for SnapshotError {
+    fn from(e: ImageError) -> Self {
+        SnapshotError::Image(Box::new(e))
+    }
+}
+
+impl From<ContainerError> for SnapshotError {
+    fn from(e: ContainerError) -> Self {
+        SnapshotError::Container(Box::new(e))
+    }
+}
+
+impl From<crate::store::StoreError> for SnapshotError {
+    fn from(e: crate::store::StoreError) -> Self {
+        SnapshotError::Store(Box::new(e))
+    }
 }
 
 impl From<DbError> for SnapshotError {
@@ -69,7 +87,7 @@ impl From<DbError> for SnapshotError {
         match e {
             DbError::SnapshotExists(key) => SnapshotError::AlreadyExists(key),
             DbError::NoSuchSnapshot(key) => SnapshotError::NotFound(key),
-            e => SnapshotError::Db(e),
+            e => SnapshotError::Db(Box::new(e)),
         }
     }
 }

@@ -81,14 +81,25 @@ mod tests {
         let next = mounts_of(&record(SnapshotKind::Active, true, 1), dir);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].kind, "overlay");
-        assert!(next[0].options.contains(&"upperdir=/r/snapshots/7/upper".to_string()));
-        assert!(next[0].options.contains(&"lowerdir=/r/snapshots/7/parent/mnt".to_string()));
+        assert!(
+            next[0]
+                .options
+                .contains(&"upperdir=/r/snapshots/7/upper".to_string())
+        );
+        assert!(
+            next[0]
+                .options
+                .contains(&"lowerdir=/r/snapshots/7/parent/mnt".to_string())
+        );
     }
 
     #[test]
     fn recognises_unpack_keys() {
         let none = Default::default();
-        assert!(is_unpack("default/3/extract-296805028-fdsQ sha256:5b01", &none));
+        assert!(is_unpack(
+            "default/3/extract-296805028-fdsQ sha256:5b01",
+            &none
+        ));
         assert!(!is_unpack("default/5/c1", &none));
         assert!(!is_unpack("default/5/my-extract-", &none));
         let labelled = [("containerd.io/snapshot.ref".to_string(), "x".to_string())].into();

@@ -12,40 +12,93 @@ use super::mounts::{MountSpec, is_unpack, mounts_of};
 use super::{Filters, SnapshotError, io_err};
 use crate::container::{live_state_at, spawn, stop};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
-use crate::image::{Silent, ensure_stack_index, stack_id, store_upper_on_stack};
+use crate::image::{Handover, Silent, ensure_stack_index, stack_id, store_upper_on_stack};
 use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long an operation waits for a running `snap gc`.
 const GC_WAIT: Duration = Duration::from_secs(600);
 
+/// How long the database stays open after its last use.
+const DB_IDLE: Duration = Duration::from_millis(100);
+
 /// containerd's snapshots in one store.
 pub struct Snapshots {
     store: Store,
+    db: SharedDb,
+}
+
+/// The database, opened on first use and closed once idle for [`DB_IDLE`]: a burst of
+/// containerd's requests opens it once, and `snap` commands get the root's lock in between.
+struct SharedDb {
+    root: PathBuf,
+    slot: Mutex<(Option<Db>, Instant)>,
+}
+
+/// The open database, for one step of one operation.
+struct DbGuard<'a>(MutexGuard<'a, (Option<Db>, Instant)>);
+
+impl std::ops::Deref for DbGuard<'_> {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        // SharedDb::lock opens it before it makes a guard, and only the closer empties it.
+        self.0.0.as_ref().expect("the guard's database is open")
+    }
+}
+
+impl Drop for DbGuard<'_> {
+    fn drop(&mut self) {
+        self.0.1 = Instant::now();
+    }
+}
+
+impl SharedDb {
+    fn lock(&self) -> Result<DbGuard<'_>, SnapshotError> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.0.is_none() {
+            let on_wait = |pid: Option<u32>| {
+                tracing::info!(
+                    "waiting for the store lock held by pid {}",
+                    pid.map_or("?".into(), |p| p.to_string())
+                )
+            };
+            slot.0 = Some(Db::open(&self.root, crate::db::LOCK_TIMEOUT, &on_wait)?);
+        }
+        Ok(DbGuard(slot))
+    }
+
+    fn close_if_idle(&self) {
+        if let Ok(mut slot) = self.slot.try_lock()
+            && slot.0.is_some()
+            && slot.1.elapsed() >= DB_IDLE
+        {
+            slot.0 = None;
+        }
+    }
 }
 
 impl Snapshots {
     pub fn open(root: &Path) -> Result<Self, SnapshotError> {
         Ok(Snapshots {
             store: Store::open(root)?,
+            db: SharedDb {
+                root: root.to_path_buf(),
+                slot: Mutex::new((None, Instant::now())),
+            },
         })
     }
 
-    fn db(&self) -> Result<Db, SnapshotError> {
-        let on_wait = |pid: Option<u32>| {
-            tracing::info!(
-                "waiting for the store lock held by pid {}",
-                pid.map_or("?".into(), |p| p.to_string())
-            )
-        };
-        Ok(Db::open(
-            self.store.root(),
-            crate::db::LOCK_TIMEOUT,
-            &on_wait,
-        )?)
+    fn db(&self) -> Result<DbGuard<'_>, SnapshotError> {
+        self.db.lock()
+    }
+
+    /// Closes the database if no operation used it for a while; call it periodically.
+    pub fn close_idle_db(&self) {
+        self.db.close_if_idle();
     }
 
     fn dir(&self, n: u64) -> PathBuf {
@@ -58,7 +111,8 @@ impl Snapshots {
     }
 
     pub fn stat(&self, key: &str) -> Result<SnapshotRecord, SnapshotError> {
-        Self::get(&self.db()?, key)
+        let db = self.db()?;
+        Self::get(&db, key)
     }
 
     /// A new active (or view) snapshot `key` on the committed snapshot `parent` (none if
@@ -206,15 +260,29 @@ impl Snapshots {
         let control = dir.join("control.sock");
         let quiesce = || match live_state_at(&dir) {
             None => Ok(None),
-            Some(_) => crate::container::freeze(&control).map(Some).map_err(|source| {
-                crate::image::ImageError::Io {
+            Some(_) => crate::container::freeze(&control)
+                .map(Some)
+                .map_err(|source| crate::image::ImageError::Io {
                     path: control.clone(),
                     source,
-                }
-            }),
+                }),
         };
-        let layer =
-            store_upper_on_stack(&self.store, &active.layers, &dir.join("upper"), &Silent, quiesce)?;
+        // An unpack's upper is containerd's no more once it commits: its files are linked
+        // into the store. A container's upper is copied (it may still be mounted).
+        let handover = if active.staging {
+            Handover::Adopt
+        } else {
+            Handover::Copy
+        };
+        let upper = dir.join("upper");
+        let layer = store_upper_on_stack(
+            &self.store,
+            &active.layers,
+            &upper,
+            handover,
+            &Silent,
+            quiesce,
+        )?;
         let now = SystemTime::now();
         let mut layers = active.layers.clone();
         layers.push(layer.id);
@@ -235,7 +303,8 @@ impl Snapshots {
         };
         self.db()?.put_snapshot(&committed, Some(key))?;
         drop(guard);
-        self.discard_dir(active.dir);
+        // Removing thousands of files (and discarding their blocks) need not delay containerd.
+        self.discard_dir_in_background(active.dir);
         Ok(())
     }
 
@@ -268,18 +337,41 @@ impl Snapshots {
     /// returned: the record is already gone, and `cleanup` tries again.
     fn discard_dir(&self, n: u64) {
         let dir = self.dir(n);
-        for daemon_dir in [dir.join("parent"), dir.clone()] {
+        self.stop_daemons(n);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+
+    /// Stops the daemons serving snapshot directory `n`, if any.
+    fn stop_daemons(&self, n: u64) {
+        let dir = self.dir(n);
+        for daemon_dir in [dir.join("parent"), dir] {
             if live_state_at(&daemon_dir).is_some()
                 && let Err(e) = stop(&daemon_dir, &daemon_dir.display().to_string())
             {
                 tracing::warn!("{e}");
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("removing {}: {e}", dir.display());
+    }
+
+    /// [`Snapshots::discard_dir`] in another thread; its daemons are stopped first.
+    fn discard_dir_in_background(&self, n: u64) {
+        let dir = self.dir(n);
+        let parked = dir.with_file_name(format!("{n}.removing"));
+        self.stop_daemons(n);
+        if let Err(e) = std::fs::rename(&dir, &parked) {
+            tracing::warn!("moving {} aside: {e}", dir.display());
+            self.discard_dir(n);
+            return;
         }
+        std::thread::spawn(move || {
+            if let Err(e) = std::fs::remove_dir_all(&parked) {
+                tracing::warn!("removing {}: {e}", parked.display());
+            }
+        });
     }
 
     /// Replaces the labels (`fieldpaths` empty or `labels`) or the named ones (`labels.KEY`)
@@ -335,7 +427,7 @@ impl Snapshots {
     }
 
     /// Removes snapshot directories that no record names (left by a crash or a failed
-    /// removal), stopping their daemons.
+    /// removal) and directories a crash left half removed, stopping their daemons.
     pub fn cleanup(&self) -> Result<(), SnapshotError> {
         let named: HashSet<u64> = self
             .db()?
@@ -352,11 +444,21 @@ impl Snapshots {
         };
         for entry in entries {
             let entry = entry.map_err(io_err(&root))?;
-            match entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+            match entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 Some(n) if named.contains(&n) => {}
                 Some(n) => {
                     tracing::info!("cleanup: removing unused snapshot directory {n}");
                     self.discard_dir(n);
+                }
+                // Left by a crash while it was removed in the background.
+                None if entry.file_name().to_string_lossy().ends_with(".removing") => {
+                    if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                        tracing::debug!("cleanup: {}: {e}", entry.path().display());
+                    }
                 }
                 None => tracing::warn!("cleanup: leaving {} alone", entry.path().display()),
             }
@@ -370,7 +472,11 @@ fn tree_usage(root: &Path) -> SnapshotUsage {
     use std::os::unix::fs::MetadataExt;
     let mut seen = HashSet::new();
     let mut usage = SnapshotUsage::default();
-    for entry in walkdir::WalkDir::new(root).min_depth(1).into_iter().flatten() {
+    for entry in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
         if let Ok(meta) = entry.metadata()
             && seen.insert(meta.ino())
         {

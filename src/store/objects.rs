@@ -107,6 +107,47 @@ impl Store {
         self.install(file, tmp, digest, size)
     }
 
+    /// Makes `path` an object by hard-linking it into place, without copying it: a file of
+    /// `size` bytes hashing to `digest` that nobody writes any more (a staging directory
+    /// being ingested, removed afterwards). Returns false, changing nothing, where a link
+    /// would not do and the caller must copy: the file is setuid, setgid or has file
+    /// capabilities (an object must grant nothing), or lives on another filesystem.
+    pub fn adopt_file(&self, path: &Path, digest: &Digest, size: u64) -> Result<bool, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let object = self.object_path(digest);
+        if self.has_complete(&object, size) {
+            self.stats.count(false, size);
+            return Ok(true);
+        }
+        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+        let capable = rustix::fs::lgetxattr(path, "security.capability", &mut [0u8; 0][..]).is_ok();
+        if !meta.is_file() || meta.len() != size || meta.mode() & 0o6000 != 0 || capable {
+            return Ok(false);
+        }
+        if let Some(dir) = object.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        match fs::hard_link(path, &object) {
+            Ok(()) => {
+                self.stats.count(true, size);
+                Ok(true)
+            }
+            // Another writer was first, or a short object left by a crash: copying replaces it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let whole = self.has_complete(&object, size);
+                if whole {
+                    self.stats.count(false, size);
+                }
+                Ok(whole)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(false),
+            Err(source) => Err(StoreError::Io {
+                path: object,
+                source,
+            }),
+        }
+    }
+
     /// Makes a finished tmp file read-only and renames it to its object path.
     fn install(
         &self,
