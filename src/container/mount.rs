@@ -99,8 +99,10 @@ pub fn spawn(
         .append(true)
         .open(&log_path)
         .map_err(io_err(&log_path))?;
-    let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
+    // This very binary, even if a newer one replaced it on disk since it started.
+    let exe = Path::new("/proc/self/exe");
     let mut child = Command::new(exe)
+        .arg0("snap")
         .arg("--root")
         .arg(store.root())
         .args(args)
@@ -110,7 +112,7 @@ pub fn spawn(
         .stderr(log.try_clone().map_err(io_err(&log_path))?)
         .process_group(0)
         .spawn()
-        .map_err(io_err(&mountpoint))?;
+        .map_err(io_err(exe))?;
     let start = Instant::now();
     loop {
         if let Some(state) = live_state_at(dir)

@@ -31,9 +31,9 @@ pub struct FsckReport {
 pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageError> {
     // Keep gc away so that nothing disappears between reading records and checking files.
     let _guard = store.write_guard(Duration::from_secs(600))?;
-    let (images, tags, layer_records) = {
+    let (images, tags, layer_records, snapshots) = {
         let db = open_db(store, progress)?;
-        (db.images()?, db.tags()?, db.layers()?)
+        (db.images()?, db.tags()?, db.layers()?, db.snapshots()?)
     };
     let mut report = FsckReport::default();
     let mut problem = |kind, detail: String| report_problem(&mut report.problems, kind, detail);
@@ -83,6 +83,28 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageE
                 }
                 Err(e) => problem("layer", format!("image {}: {e}", image.id.0.short())),
             }
+        }
+    }
+    // containerd's snapshots (`snap snapshotter`): their layers and their stacks' indexes.
+    for snapshot in &snapshots {
+        for layer in &snapshot.layers {
+            if layer_files.contains_key(layer) {
+                continue;
+            }
+            match store.read_layer(layer) {
+                Ok(file) => {
+                    for entry in &file.entries {
+                        if let Kind::File { digest, size } = entry.kind {
+                            referenced.insert(digest, size);
+                        }
+                    }
+                    layer_files.insert(*layer, file);
+                }
+                Err(e) => problem("layer", format!("snapshot {:?}: {e}", snapshot.key)),
+            }
+        }
+        if let Err(e) = store.open_index(&super::stack_id(&snapshot.layers)) {
+            problem("index", format!("snapshot {:?}: {e}", snapshot.key));
         }
     }
     report.layers_checked = layer_files.len() as u64;

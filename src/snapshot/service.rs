@@ -486,3 +486,182 @@ fn tree_usage(root: &Path) -> SnapshotUsage {
     }
     usage
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+    use crate::snapshot::ErrorCode;
+
+    fn code<T: std::fmt::Debug>(result: Result<T, SnapshotError>) -> ErrorCode {
+        result.expect_err("the operation should fail").code()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// An unpack with no parent, as containerd's unpacker makes it: a bind of the upper,
+    /// written to, then committed as `name`.
+    fn unpack(snapshots: &Snapshots, key: &str, name: &str, files: &[(&str, &[u8])]) {
+        let mounts = snapshots
+            .prepare(SnapshotKind::Active, key, "", BTreeMap::new())
+            .unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].kind, "bind");
+        let upper = Path::new(&mounts[0].source);
+        for (path, bytes) in files {
+            let path = upper.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        snapshots.commit(name, key, labels(&[("l", "1")])).unwrap();
+    }
+
+    #[test]
+    fn commit_turns_an_unpack_into_a_layer_of_the_store() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        let key = "ns/1/extract-1-abc sha256:0123";
+        unpack(
+            &snapshots,
+            key,
+            "ns/2/sha256:0123",
+            &[("etc/hostname", b"box\n"), ("bin/tool", &[7u8; 100_000])],
+        );
+        assert_eq!(code(snapshots.stat(key)), ErrorCode::NotFound);
+        let committed = snapshots.stat("ns/2/sha256:0123").unwrap();
+        assert_eq!(committed.kind, SnapshotKind::Committed);
+        assert_eq!(committed.parent, None);
+        assert_eq!(committed.labels, labels(&[("l", "1")]));
+        assert_eq!(committed.layers.len(), 1);
+        let usage = snapshots.usage("ns/2/sha256:0123").unwrap();
+        assert_eq!(usage.size, 100_004);
+        let store = Store::open(root.path()).unwrap();
+        let layer = store.read_layer(&committed.layers[0]).unwrap();
+        let tool = layer
+            .entries
+            .iter()
+            .find(|e| e.path.to_string().trim_start_matches(['.', '/']) == "bin/tool")
+            .expect("bin/tool is in the layer");
+        let Kind::File { digest, size } = tool.kind else {
+            panic!("bin/tool is not a file: {tool:?}");
+        };
+        assert_eq!(size, 100_000);
+        assert_eq!(store.read_object(&digest).unwrap(), vec![7u8; 100_000]);
+        assert!(store.open_index(&stack_id(&committed.layers)).is_ok());
+        assert_eq!(snapshots.list(&[]).unwrap().len(), 1);
+        // Committed snapshots have no mounts of their own.
+        assert_eq!(
+            code(snapshots.mounts("ns/2/sha256:0123")),
+            ErrorCode::FailedPrecondition
+        );
+    }
+
+    #[test]
+    fn errors_are_containerds() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        unpack(&snapshots, "ns/1/extract-1 a", "ns/2/base", &[("a", b"a")]);
+        let active = "ns/3/extract-2 b";
+        snapshots
+            .prepare(SnapshotKind::Active, active, "", BTreeMap::new())
+            .unwrap();
+        let prepare = |key: &str, parent: &str| {
+            snapshots.prepare(SnapshotKind::Active, key, parent, BTreeMap::new())
+        };
+        assert_eq!(code(prepare(active, "")), ErrorCode::AlreadyExists);
+        assert_eq!(code(prepare("", "")), ErrorCode::InvalidArgument);
+        assert_eq!(code(prepare("ns/4/x", "ns/9/missing")), ErrorCode::NotFound);
+        assert_eq!(code(prepare("ns/4/x", active)), ErrorCode::InvalidArgument);
+        let commit = |name: &str, key: &str| snapshots.commit(name, key, BTreeMap::new());
+        assert_eq!(
+            code(commit("ns/5/c", "ns/2/base")),
+            ErrorCode::FailedPrecondition
+        );
+        assert_eq!(code(commit("ns/2/base", active)), ErrorCode::AlreadyExists);
+        assert_eq!(code(commit("ns/5/c", "ns/9/missing")), ErrorCode::NotFound);
+        assert_eq!(code(snapshots.remove("ns/9/missing")), ErrorCode::NotFound);
+        assert_eq!(code(snapshots.stat("ns/9/missing")), ErrorCode::NotFound);
+        // A parent goes only after its children.
+        let now = SystemTime::now();
+        let child = SnapshotRecord {
+            key: "ns/6/child".into(),
+            kind: SnapshotKind::Committed,
+            parent: Some("ns/2/base".into()),
+            labels: BTreeMap::new(),
+            created: now,
+            updated: now,
+            dir: 0,
+            layers: snapshots.stat("ns/2/base").unwrap().layers,
+            staging: false,
+            usage: SnapshotUsage::default(),
+        };
+        snapshots.db().unwrap().put_snapshot(&child, None).unwrap();
+        assert_eq!(
+            code(snapshots.remove("ns/2/base")),
+            ErrorCode::FailedPrecondition
+        );
+        snapshots.remove("ns/6/child").unwrap();
+        snapshots.remove("ns/2/base").unwrap();
+        snapshots.remove(active).unwrap();
+        assert!(snapshots.list(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn update_and_list_follow_containerds_field_paths_and_filters() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        unpack(&snapshots, "ns/1/extract-1 a", "ns/2/base", &[("a", b"a")]);
+        let key = "ns/2/base";
+        let updated = snapshots
+            .update(key, labels(&[("x", "1"), ("y", "2")]), &[])
+            .unwrap();
+        assert_eq!(updated.labels, labels(&[("x", "1"), ("y", "2")]));
+        let updated = snapshots
+            .update(
+                key,
+                labels(&[("x", "9"), ("y", "no")]),
+                &["labels.x".into()],
+            )
+            .unwrap();
+        assert_eq!(updated.labels, labels(&[("x", "9"), ("y", "2")]));
+        assert_eq!(
+            code(snapshots.update(key, BTreeMap::new(), &["parent".into()])),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(snapshots.stat(key).unwrap().labels, updated.labels);
+        assert!(updated.updated > updated.created);
+        let list = |f: &str| snapshots.list(&[f.to_string()]).unwrap().len();
+        assert_eq!(list("labels.x==9"), 1);
+        assert_eq!(list("labels.x==1"), 0);
+        assert_eq!(list("kind==committed"), 1);
+        assert_eq!(list("kind==active"), 0);
+        assert_eq!(
+            code(snapshots.list(&["kind=".into()])),
+            ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn cleanup_removes_directories_no_snapshot_names() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        let key = "ns/1/extract-1 a";
+        let mounts = snapshots
+            .prepare(SnapshotKind::Active, key, "", BTreeMap::new())
+            .unwrap();
+        let kept = Path::new(&mounts[0].source).parent().unwrap().to_path_buf();
+        let base = root.path().join("snapshots");
+        for orphan in ["424242/upper", "7.removing/upper/x"] {
+            std::fs::create_dir_all(base.join(orphan)).unwrap();
+        }
+        snapshots.cleanup().unwrap();
+        assert!(kept.join("upper").is_dir());
+        assert!(!base.join("424242").exists());
+        assert!(!base.join("7.removing").exists());
+    }
+}

@@ -237,4 +237,33 @@ mod tests {
         assert_eq!(store.list_objects().unwrap().len(), 2);
         assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn adopts_files_by_linking_them_but_never_privileged_ones() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let staged = dir.path().join("store/staged");
+        fs::write(&staged, b"layer file").unwrap();
+        let digest = Digest::of(b"layer file");
+        assert!(store.adopt_file(&staged, &digest, 10).unwrap());
+        let object = store.object_path(&digest);
+        assert_eq!(
+            fs::metadata(&object).unwrap().ino(),
+            fs::metadata(&staged).unwrap().ino()
+        );
+        // Already there: nothing to link, and it counts as stored.
+        let again = dir.path().join("store/again");
+        fs::write(&again, b"layer file").unwrap();
+        assert!(store.adopt_file(&again, &digest, 10).unwrap());
+        assert_eq!(fs::metadata(&object).unwrap().nlink(), 2);
+
+        let setuid = dir.path().join("store/setuid");
+        fs::write(&setuid, b"su").unwrap();
+        fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
+        assert!(!store.adopt_file(&setuid, &Digest::of(b"su"), 2).unwrap());
+        assert!(!store.has_object(&Digest::of(b"su")));
+        // A size that does not match is not adopted either.
+        assert!(!store.adopt_file(&again, &Digest::of(b"other"), 3).unwrap());
+    }
 }

@@ -8,4 +8,5 @@ mod ctrd;
 mod hostile;
 mod import;
 mod mount;
+mod snapshotter;
 mod util;
