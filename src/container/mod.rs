@@ -21,7 +21,9 @@ mod status;
 pub use commit::commit;
 pub use control::{Frozen, freeze};
 pub use create::create;
-pub use mount::{MountState, live_state_at, mount, serve, serve_dir, spawn, stop, umount};
+pub use mount::{
+    MountState, live_state_at, mount, serve, serve_dir, spawn, stop, stop_unless_busy, umount,
+};
 pub use remove::remove;
 pub use status::{ContainerStatus, list};
 

@@ -37,7 +37,8 @@ pub fn live_state(store: &Store, name: &str) -> Option<MountState> {
 pub fn live_state_at(dir: &Path) -> Option<MountState> {
     let path = state_path(dir);
     let state: MountState = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    if crate::sys::process_alive(state.pid) {
+    // After a reboot the pid may be another process's: the mount must be there too.
+    if crate::sys::process_alive(state.pid) && crate::sys::is_mount_point(&state.mountpoint) {
         return Some(state);
     }
     tracing::warn!(
@@ -118,6 +119,8 @@ pub fn spawn(
         if let Some(state) = live_state_at(dir)
             && state.pid == child.id()
         {
+            // Reaped when it exits, so a long-lived parent (the snapshotter) keeps no zombies.
+            std::thread::spawn(move || child.wait());
             return Ok(state.pid);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -224,6 +227,22 @@ pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
 pub fn stop(dir: &Path, what: &str) -> Result<MountState, ContainerError> {
     let state = live_state_at(dir).ok_or_else(|| ContainerError::NotMounted(what.to_string()))?;
     crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
+    wait_for_exit(dir, what, state)
+}
+
+/// [`stop`], unless the mount is in use (a container still runs on it): then `None`, and
+/// the daemon serves on.
+pub fn stop_unless_busy(dir: &Path, what: &str) -> Result<Option<MountState>, ContainerError> {
+    let Some(state) = live_state_at(dir) else {
+        return Ok(None);
+    };
+    if !crate::sys::unmount_unless_busy(&state.mountpoint).map_err(io_err(&state.mountpoint))? {
+        return Ok(None);
+    }
+    wait_for_exit(dir, what, state).map(Some)
+}
+
+fn wait_for_exit(dir: &Path, what: &str, state: MountState) -> Result<MountState, ContainerError> {
     let start = Instant::now();
     while crate::sys::process_alive(state.pid) {
         if start.elapsed() > Duration::from_secs(10) {

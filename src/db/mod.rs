@@ -421,7 +421,8 @@ impl Db {
 
     /// Records snapshot `record` in place of `replaces` (a commit: the active key goes, the
     /// committed name comes), in one transaction. Fails with [`DbError::SnapshotExists`] if
-    /// `record.key` is taken and with [`DbError::NoSuchSnapshot`] if `replaces` is gone.
+    /// `record.key` is taken and with [`DbError::NoSuchSnapshot`] if `replaces` or the
+    /// record's parent is gone.
     pub fn put_snapshot(
         &self,
         record: &SnapshotRecord,
@@ -433,10 +434,16 @@ impl Db {
                 if tree.get(record.key.as_bytes())?.is_some() {
                     return Err(Abort(DbError::SnapshotExists(record.key.clone())));
                 }
-                if let Some(old) = replaces {
-                    if tree.remove(old.as_bytes())?.is_none() {
-                        return Err(Abort(DbError::NoSuchSnapshot(old.to_string())));
-                    }
+                if let Some(old) = replaces
+                    && tree.remove(old.as_bytes())?.is_none()
+                {
+                    return Err(Abort(DbError::NoSuchSnapshot(old.to_string())));
+                }
+                // The parent may have been removed since the caller looked at it.
+                if let Some(parent) = &record.parent
+                    && tree.get(parent.as_bytes())?.is_none()
+                {
+                    return Err(Abort(DbError::NoSuchSnapshot(parent.clone())));
                 }
                 tree.insert(record.key.as_bytes(), encode(record))?;
                 Ok(())

@@ -98,7 +98,7 @@ fn store_tree_once(
     let (reader, writer) = crate::sys::big_pipe().map_err(io_err(root))?;
     let tmp = store.tmp_dir();
     // Adopting: the writer names each body's file, in tar order, for the parser's sink.
-    let (bodies, body_paths) = crossbeam_channel::unbounded();
+    let (bodies, body_paths) = crossbeam_channel::unbounded::<Option<BodySource>>();
     let bodies = adopt.then_some(bodies);
     // The writer hashes the tar as it writes it, on the other core.
     let (tar_digest, tar_digest_out) = crossbeam_channel::bounded(1);
@@ -170,7 +170,7 @@ fn write_tree_tar(
     tmp: &Path,
     snapshot_first: &HashSet<PathBuf>,
     progress: &dyn Progress,
-    bodies: Option<crossbeam_channel::Sender<PathBuf>>,
+    bodies: Option<crossbeam_channel::Sender<Option<BodySource>>>,
     out: impl Write,
 ) -> Result<(), ImageError> {
     // Big writes: a pipe fed 8 KiB at a time costs a thread wake-up per write.
@@ -249,9 +249,20 @@ fn write_tree_tar(
                 first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
             }
             progress.bytes(meta.len());
-            if let Some(bodies) = &bodies {
+            // A `.wh.` name is a whiteout to the parser, which then asks for no body.
+            let whiteout_named = rel
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b".wh."));
+            if let Some(bodies) = &bodies
+                && !whiteout_named
+            {
+                // Read from a copy: the file itself changed, so it is not adopted.
+                let source = (!snapshot_first.contains(path)).then(|| BodySource {
+                    path: path.to_path_buf(),
+                    read_as: meta.clone(),
+                });
                 // The parser outlives the writer; a send fails only if it stopped early.
-                let _ = bodies.send(path.to_path_buf());
+                let _ = bodies.send(source);
             }
             let reader = body.reader(meta).map_err(io_err(path))?;
             builder.append_data(&mut header, rel, reader)
@@ -301,24 +312,37 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The file a body was read from, and its metadata when it was read.
+struct BodySource {
+    path: PathBuf,
+    read_as: Metadata,
+}
+
 /// The parser's object sink when adopting a tree: each body is hashed as it comes and its
-/// file, named by the writer in the same order, is linked into the store; only a file that
-/// cannot be linked is copied.
+/// file, named by the writer in the same order, is linked into the store if it is still the
+/// file that was read; otherwise the body itself is stored.
 struct AdoptingSink<'a> {
     store: &'a Store,
-    paths: crossbeam_channel::Receiver<PathBuf>,
+    paths: crossbeam_channel::Receiver<Option<BodySource>>,
 }
 
 impl crate::layer::ObjectSink for AdoptingSink<'_> {
     fn put(&self, body: &mut dyn Read, size: u64) -> std::io::Result<Digest> {
-        let path = self
+        let source = self
             .paths
             .recv()
             .map_err(|_| std::io::Error::other("the tar writer named no file for a body"))?;
-        let digest = if size <= 1 << 20 {
+        let Some(source) = source else {
+            return self
+                .store
+                .put_stream(body, size)
+                .map_err(std::io::Error::other);
+        };
+        // Small bodies are kept, to be stored if the file cannot be adopted.
+        let (digest, bytes) = if size <= 1 << 20 {
             let mut bytes = Vec::with_capacity(size as usize);
             body.read_to_end(&mut bytes)?;
-            Digest::of(&bytes)
+            (Digest::of(&bytes), Some(bytes))
         } else {
             let mut hasher = DigestHasher::new();
             let mut buf = vec![0u8; 256 * 1024];
@@ -329,24 +353,29 @@ impl crate::layer::ObjectSink for AdoptingSink<'_> {
                 }
                 hasher.update(&buf[..n]);
             }
-            hasher.finish()
+            (hasher.finish(), None)
         };
-        if !self
-            .store
-            .adopt_file(&path, &digest, size)
-            .map_err(std::io::Error::other)?
-        {
-            let mut file = File::open(&path)?;
-            let copied = self
+        let same_file = source.read_as.len() == size
+            && std::fs::symlink_metadata(&source.path)
+                .is_ok_and(|now| unchanged(&now, &source.read_as));
+        if same_file
+            && self
                 .store
-                .put_stream(&mut file, size)
-                .map_err(std::io::Error::other)?;
-            if copied != digest {
-                return Err(std::io::Error::other(format!(
-                    "{} changed while it was stored",
-                    path.display()
-                )));
-            }
+                .adopt_file(&source.path, &digest, size)
+                .map_err(std::io::Error::other)?
+        {
+            return Ok(digest);
+        }
+        let stored = match bytes {
+            Some(bytes) => self.store.put_bytes(&bytes),
+            None => self.store.put_stream(&mut File::open(&source.path)?, size),
+        }
+        .map_err(std::io::Error::other)?;
+        if stored != digest {
+            return Err(std::io::Error::other(format!(
+                "{} changed while it was stored",
+                source.path.display()
+            )));
         }
         Ok(digest)
     }

@@ -10,14 +10,14 @@
 
 use super::mounts::{MountSpec, is_unpack, mounts_of};
 use super::{Filters, SnapshotError, io_err};
-use crate::container::{live_state_at, spawn, stop};
+use crate::container::{live_state_at, spawn, stop_unless_busy};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
 use crate::image::{Handover, Silent, ensure_stack_index, stack_id, store_upper_on_stack};
 use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long an operation waits for a running `snap gc`.
@@ -30,6 +30,11 @@ const DB_IDLE: Duration = Duration::from_millis(100);
 pub struct Snapshots {
     store: Store,
     db: SharedDb,
+    /// Held shared by operations that make or use snapshot directories, exclusively by
+    /// `cleanup`, which must not take a directory whose record is being written.
+    dirs: RwLock<()>,
+    /// One daemon start at a time: two `Mounts` of one snapshot must not both start one.
+    starting: Mutex<()>,
 }
 
 /// The database, opened on first use and closed once idle for [`DB_IDLE`]: a burst of
@@ -89,11 +94,17 @@ impl Snapshots {
                 root: root.to_path_buf(),
                 slot: Mutex::new((None, Instant::now())),
             },
+            dirs: RwLock::new(()),
+            starting: Mutex::new(()),
         })
     }
 
     fn db(&self) -> Result<DbGuard<'_>, SnapshotError> {
         self.db.lock()
+    }
+
+    fn shared_dirs(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.dirs.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Closes the database if no operation used it for a while; call it periodically.
@@ -124,6 +135,7 @@ impl Snapshots {
         parent: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Vec<MountSpec>, SnapshotError> {
+        let _dirs = self.shared_dirs();
         if key.is_empty() {
             return Err(SnapshotError::InvalidArgument(
                 "the snapshot key is empty".into(),
@@ -177,6 +189,7 @@ impl Snapshots {
     /// The mounts of an active or view snapshot; its daemon is started again if it is gone
     /// (killed, or the machine restarted).
     pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>, SnapshotError> {
+        let _dirs = self.shared_dirs();
         let record = self.stat(key)?;
         if record.kind == SnapshotKind::Committed {
             return Err(SnapshotError::FailedPrecondition(format!(
@@ -191,6 +204,7 @@ impl Snapshots {
     /// mounts need, unless it runs: its own FUSE mount, or for an unpack on a parent, a
     /// read-only view of the parent.
     fn start(&self, record: &SnapshotRecord) -> Result<(), SnapshotError> {
+        let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
         let dir = self.dir(record.dir);
         let (daemon_dir, read_only) = match (record.staging, record.layers.is_empty()) {
             (true, true) => (None, false),
@@ -236,6 +250,7 @@ impl Snapshots {
         key: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<(), SnapshotError> {
+        let _dirs = self.shared_dirs();
         if name.is_empty() {
             return Err(SnapshotError::InvalidArgument(
                 "the committed snapshot's name is empty".into(),
@@ -244,14 +259,14 @@ impl Snapshots {
         let guard = self.store.write_guard(GC_WAIT)?;
         let active = {
             let db = self.db()?;
+            if db.snapshot(name)?.is_some() {
+                return Err(SnapshotError::AlreadyExists(name.to_string()));
+            }
             let active = Self::get(&db, key)?;
             if active.kind != SnapshotKind::Active {
                 return Err(SnapshotError::FailedPrecondition(format!(
                     "snapshot {key:?} is not active"
                 )));
-            }
-            if db.snapshot(name)?.is_some() {
-                return Err(SnapshotError::AlreadyExists(name.to_string()));
             }
             active
         };
@@ -311,6 +326,7 @@ impl Snapshots {
     /// Removes snapshot `key`, which no other snapshot may have as its parent. A committed
     /// snapshot's layer stays in the store until `snap gc` finds nothing using it.
     pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        let _dirs = self.shared_dirs();
         let record = {
             let db = self.db()?;
             let record = Self::get(&db, key)?;
@@ -333,45 +349,66 @@ impl Snapshots {
         Ok(())
     }
 
-    /// Stops the daemons of snapshot directory `n` and removes it. Failures are logged, not
-    /// returned: the record is already gone, and `cleanup` tries again.
+    /// Stops the daemons of snapshot directory `n` and removes it, unless a container still
+    /// runs on its mount (then `cleanup` removes it once that is over). Failures are logged,
+    /// not returned: the record is already gone, and `cleanup` tries again.
     fn discard_dir(&self, n: u64) {
-        let dir = self.dir(n);
-        self.stop_daemons(n);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("removing {}: {e}", dir.display());
-        }
-    }
-
-    /// Stops the daemons serving snapshot directory `n`, if any.
-    fn stop_daemons(&self, n: u64) {
-        let dir = self.dir(n);
-        for daemon_dir in [dir.join("parent"), dir] {
-            if live_state_at(&daemon_dir).is_some()
-                && let Err(e) = stop(&daemon_dir, &daemon_dir.display().to_string())
+        if self.stop_daemons(n) {
+            let dir = self.dir(n);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
             {
-                tracing::warn!("{e}");
+                tracing::warn!("removing {}: {e}", dir.display());
             }
         }
     }
 
-    /// [`Snapshots::discard_dir`] in another thread; its daemons are stopped first.
+    /// [`Snapshots::discard_dir`], with the removal of the files in another thread: removing
+    /// thousands of files (and discarding their blocks) need not delay containerd.
     fn discard_dir_in_background(&self, n: u64) {
+        if !self.stop_daemons(n) {
+            return;
+        }
         let dir = self.dir(n);
         let parked = dir.with_file_name(format!("{n}.removing"));
-        self.stop_daemons(n);
         if let Err(e) = std::fs::rename(&dir, &parked) {
-            tracing::warn!("moving {} aside: {e}", dir.display());
-            self.discard_dir(n);
-            return;
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("moving {} aside: {e}", dir.display());
+            }
+            return self.discard_dir(n);
         }
         std::thread::spawn(move || {
             if let Err(e) = std::fs::remove_dir_all(&parked) {
                 tracing::warn!("removing {}: {e}", parked.display());
             }
         });
+    }
+
+    /// Stops the daemons serving snapshot directory `n`; false if one of their mounts is
+    /// still in use (its daemon then serves on).
+    fn stop_daemons(&self, n: u64) -> bool {
+        let dir = self.dir(n);
+        let mut stopped = true;
+        for daemon_dir in [dir.join("parent"), dir] {
+            if live_state_at(&daemon_dir).is_none() {
+                continue;
+            }
+            match stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string()) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::info!(
+                        "{}: still in use; left for a later cleanup",
+                        daemon_dir.display()
+                    );
+                    stopped = false;
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    stopped = false;
+                }
+            }
+        }
+        stopped
     }
 
     /// Replaces the labels (`fieldpaths` empty or `labels`) or the named ones (`labels.KEY`)
@@ -391,8 +428,11 @@ impl Snapshots {
                 if path == "labels" {
                     record.labels = labels.clone();
                 } else if let Some(label) = path.strip_prefix("labels.") {
-                    let value = labels.get(label).cloned().unwrap_or_default();
-                    record.labels.insert(label.to_string(), value);
+                    // As containerd: a label named but not given (or empty) is removed.
+                    match labels.get(label).filter(|v| !v.is_empty()) {
+                        Some(value) => record.labels.insert(label.to_string(), value.clone()),
+                        None => record.labels.remove(label),
+                    };
                 } else {
                     return Err(SnapshotError::InvalidArgument(format!(
                         "cannot update field {path:?} of snapshot {key:?}"
@@ -429,6 +469,7 @@ impl Snapshots {
     /// Removes snapshot directories that no record names (left by a crash or a failed
     /// removal) and directories a crash left half removed, stopping their daemons.
     pub fn cleanup(&self) -> Result<(), SnapshotError> {
+        let _dirs = self.dirs.write().unwrap_or_else(|e| e.into_inner());
         let named: HashSet<u64> = self
             .db()?
             .snapshots()?

@@ -26,6 +26,7 @@ use crate::model::{Digest, ImageId, LayerId};
 use crate::sys::{FileLock, LockWait, Mapped};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -88,6 +89,12 @@ impl Store {
         for dir in ["objects/sha256", "layers", "index", "tmp"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_err(&path))?;
+        }
+        // Only root goes below objects/ and tmp/: an object adopted from an unpack keeps its
+        // file's owner and mode, and no other user may open (or write) it.
+        for dir in ["objects", "tmp"] {
+            let path = root.join(dir);
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
         }
         Ok(Store {
             root: root.to_path_buf(),

@@ -160,6 +160,16 @@ pub fn unmount(path: &std::path::Path) -> io::Result<()> {
     rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).map_err(Into::into)
 }
 
+/// Unmounts `path` unless something uses it (open files, a process's root or cwd, a bind
+/// mount of it): then returns false and leaves it mounted.
+pub fn unmount_unless_busy(path: &std::path::Path) -> io::Result<bool> {
+    match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::BUSY) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether a process with this pid exists.
 pub fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -320,7 +320,7 @@ fn a_running_container_outlives_a_snapshotter_restart() {
         &long,
         "sh",
         "-c",
-        "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.05; done",
+        "i=0; while :; do i=$((i+1)); echo $i > /count.new; mv /count.new /count; sleep 0.05; done",
     ]);
     let count = |ctrd: &Containerd, exec_id: &str| -> u64 {
         let out = ctrd.ctr_ok(&[
