@@ -68,21 +68,16 @@ pub fn store_upper_on_stack<G>(
     progress: &dyn Progress,
     quiesce: impl FnOnce() -> Result<G, ImageError>,
 ) -> Result<LayerRecord, ImageError> {
+    let start = std::time::Instant::now();
     let parent_index = store.open_index(&ensure_stack_index(store, parent)?)?;
     let parsed = {
         let _quiet = quiesce()?;
         match handover {
             Handover::Copy => store_tree(store, tree, TreeKind::Upper, parent.len(), progress)?,
-            Handover::Adopt => std::thread::scope(|scope| {
-                // The adopted files become objects as they are: writing back what is still
-                // dirty of them overlaps with hashing them, and the final sync finds little.
-                let early_sync = scope.spawn(|| store.sync());
-                let parsed = adopt_tree(store, tree, parent.len(), progress);
-                let _ = early_sync.join();
-                parsed
-            })?,
+            Handover::Adopt => adopt_tree(store, tree, parent.len(), progress)?,
         }
     };
+    let stored = start.elapsed();
     let record = layer_record(&parsed);
     let file = LayerFile {
         entries: parsed.entries,
@@ -101,5 +96,10 @@ pub fn store_upper_on_stack<G>(
     layers.push(record.id);
     store.write_index(&stack_id(&layers), &index)?;
     store.sync()?;
+    tracing::debug!(
+        "{}: stored as a layer in {stored:?}, indexed and synced in {:?}",
+        tree.display(),
+        start.elapsed() - stored
+    );
     Ok(record)
 }

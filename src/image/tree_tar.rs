@@ -46,7 +46,8 @@ pub fn store_tree(
 
 /// [`store_tree`] of an upper directory that is handed over: nobody writes it any more and
 /// it is removed afterwards (containerd's unpack staging). Its files become objects by
-/// being linked into the store, not copied ([`Store::adopt_file`]).
+/// being linked into the store, not copied ([`Store::link_object`]), unless they are setuid,
+/// setgid or have file capabilities.
 pub fn adopt_tree(
     store: &Store,
     root: &Path,
@@ -178,6 +179,7 @@ fn write_tree_tar(
     builder.mode(tar::HeaderMode::Complete);
     let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut snapshots = 0u64;
+    let pid = std::process::id();
     for item in walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -227,7 +229,7 @@ fn write_tree_tar(
             })
         } else {
             snapshots += 1;
-            let snapshot = tmp.join(format!("commit-{}-{snapshots}", std::process::id()));
+            let snapshot = tmp.join(format!("commit-{pid}-{snapshots}"));
             Some(read_stable(path, &snapshot)?)
         };
         // A file's header describes the state its body was read in.
@@ -260,6 +262,8 @@ fn write_tree_tar(
                 let source = (!snapshot_first.contains(path)).then(|| BodySource {
                     path: path.to_path_buf(),
                     read_as: meta.clone(),
+                    privileged: meta.mode() & 0o6000 != 0
+                        || xattrs.iter().any(|(n, _)| n == b"security.capability"),
                 });
                 // The parser outlives the writer; a send fails only if it stopped early.
                 let _ = bodies.send(source);
@@ -316,6 +320,8 @@ impl<W: Write> Write for HashingWriter<W> {
 struct BodySource {
     path: PathBuf,
     read_as: Metadata,
+    /// setuid, setgid or with file capabilities: never an object as it is.
+    privileged: bool,
 }
 
 /// The parser's object sink when adopting a tree: each body is hashed as it comes and its
@@ -359,9 +365,10 @@ impl crate::layer::ObjectSink for AdoptingSink<'_> {
             && std::fs::symlink_metadata(&source.path)
                 .is_ok_and(|now| unchanged(&now, &source.read_as));
         if same_file
+            && !source.privileged
             && self
                 .store
-                .adopt_file(&source.path, &digest, size)
+                .link_object(&source.path, &digest, size)
                 .map_err(std::io::Error::other)?
         {
             return Ok(digest);

@@ -603,6 +603,44 @@ mod tests {
     }
 
     #[test]
+    fn unpacked_files_are_linked_into_the_store_but_privileged_ones_copied() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        let key = "ns/1/extract-1 a";
+        let mounts = snapshots
+            .prepare(SnapshotKind::Active, key, "", BTreeMap::new())
+            .unwrap();
+        let upper = Path::new(&mounts[0].source);
+        std::fs::create_dir_all(upper.join("bin")).unwrap();
+        std::fs::write(upper.join("bin/plain"), b"plain tool").unwrap();
+        std::fs::set_permissions(
+            upper.join("bin/plain"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::fs::write(upper.join("bin/su"), b"setuid tool").unwrap();
+        std::fs::set_permissions(
+            upper.join("bin/su"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        snapshots.commit("ns/2/base", key, BTreeMap::new()).unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mode = |bytes: &[u8]| {
+            std::fs::metadata(store.object_path(&crate::model::Digest::of(bytes)))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        // Linked: the object is the unpacked file itself, its mode included.
+        assert_eq!(mode(b"plain tool"), 0o640);
+        // Copied: objects never carry setuid.
+        assert_eq!(mode(b"setuid tool"), 0o444);
+    }
+
+    #[test]
     fn errors_are_containerds() {
         let root = tempfile::tempdir().unwrap();
         let snapshots = Snapshots::open(root.path()).unwrap();

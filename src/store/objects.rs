@@ -107,32 +107,30 @@ impl Store {
         self.install(file, tmp, digest, size)
     }
 
-    /// Makes `path` an object by hard-linking it into place, without copying it: a file of
-    /// `size` bytes hashing to `digest` that nobody writes any more (a staging directory
-    /// being ingested, removed afterwards). Returns false, changing nothing, where a link
-    /// would not do and the caller must copy: the file is setuid, setgid or has file
-    /// capabilities (an object must grant nothing), or lives on another filesystem.
-    pub fn adopt_file(&self, path: &Path, digest: &Digest, size: u64) -> Result<bool, StoreError> {
-        use std::os::unix::fs::MetadataExt;
+    /// Makes `path` the object `digest` by hard-linking it into place, without a copy. The
+    /// caller vouches that the file holds exactly the `size` bytes hashed to `digest`, that
+    /// nobody writes it any more (a staging directory being ingested and then removed), and
+    /// that it grants nothing (no setuid or setgid bit, no file capabilities): objects are
+    /// shared by every image. True if the store has the object now; false, changing nothing,
+    /// if a link cannot be made (another filesystem, a short object in the way) and the
+    /// caller must copy.
+    pub fn link_object(&self, path: &Path, digest: &Digest, size: u64) -> Result<bool, StoreError> {
         let object = self.object_path(digest);
-        if self.has_complete(&object, size) {
-            self.stats.count(false, size);
-            return Ok(true);
-        }
-        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
-        let capable = rustix::fs::lgetxattr(path, "security.capability", &mut [0u8; 0][..]).is_ok();
-        if !meta.is_file() || meta.len() != size || meta.mode() & 0o6000 != 0 || capable {
-            return Ok(false);
-        }
-        if let Some(dir) = object.parent() {
+        let mut linked = fs::hard_link(path, &object);
+        if linked
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            && let Some(dir) = object.parent()
+        {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
+            linked = fs::hard_link(path, &object);
         }
-        match fs::hard_link(path, &object) {
+        match linked {
             Ok(()) => {
                 self.stats.count(true, size);
                 Ok(true)
             }
-            // Another writer was first, or a short object left by a crash: copying replaces it.
+            // Stored already, or a short object left by a crash, which a copy replaces.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let whole = self.has_complete(&object, size);
                 if whole {
@@ -142,7 +140,7 @@ impl Store {
             }
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(false),
             Err(source) => Err(StoreError::Io {
-                path: object,
+                path: path.to_path_buf(),
                 source,
             }),
         }
@@ -239,14 +237,14 @@ mod tests {
     }
 
     #[test]
-    fn adopts_files_by_linking_them_but_never_privileged_ones() {
+    fn links_files_as_objects() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
         let staged = dir.path().join("store/staged");
         fs::write(&staged, b"layer file").unwrap();
         let digest = Digest::of(b"layer file");
-        assert!(store.adopt_file(&staged, &digest, 10).unwrap());
+        assert!(store.link_object(&staged, &digest, 10).unwrap());
         let object = store.object_path(&digest);
         assert_eq!(
             fs::metadata(&object).unwrap().ino(),
@@ -255,15 +253,14 @@ mod tests {
         // Already there: nothing to link, and it counts as stored.
         let again = dir.path().join("store/again");
         fs::write(&again, b"layer file").unwrap();
-        assert!(store.adopt_file(&again, &digest, 10).unwrap());
+        assert!(store.link_object(&again, &digest, 10).unwrap());
         assert_eq!(fs::metadata(&object).unwrap().nlink(), 2);
-
-        let setuid = dir.path().join("store/setuid");
-        fs::write(&setuid, b"su").unwrap();
-        fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
-        assert!(!store.adopt_file(&setuid, &Digest::of(b"su"), 2).unwrap());
-        assert!(!store.has_object(&Digest::of(b"su")));
-        // A size that does not match is not adopted either.
-        assert!(!store.adopt_file(&again, &Digest::of(b"other"), 3).unwrap());
+        assert_eq!(store.stats().new_objects.load(Ordering::Relaxed), 1);
+        assert_eq!(store.stats().existing_objects.load(Ordering::Relaxed), 1);
+        // A short object in the way (a crash before the sync) is not trusted.
+        let short = Digest::of(b"0123456789abcdef");
+        fs::create_dir_all(store.object_path(&short).parent().unwrap()).unwrap();
+        fs::write(store.object_path(&short), b"0123").unwrap();
+        assert!(!store.link_object(&again, &short, 16).unwrap());
     }
 }
