@@ -105,6 +105,9 @@ fn store_tree_once(
     let (tar_digest, tar_digest_out) = crossbeam_channel::bounded(1);
     std::thread::scope(|scope| {
         let writing = scope.spawn(|| {
+            // Owned here, so that a writer that fails drops it and the parser waiting for the
+            // digest hears so instead of waiting forever.
+            let tar_digest = tar_digest;
             let mut hashing = HashingWriter {
                 inner: writer,
                 hasher: DigestHasher::new(),

@@ -24,6 +24,7 @@ mod filter;
 mod grpc;
 mod mounts;
 mod service;
+mod shared_db;
 
 pub use filter::{FilterError, Filters};
 pub use grpc::serve;

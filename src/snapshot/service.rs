@@ -1,6 +1,6 @@
-//! The snapshot operations, synchronous, with containerd's semantics: each opens the
-//! database for its checks and its one write, and does file work (storing a layer, mounting)
-//! outside the database's lock.
+//! The snapshot operations, synchronous, with containerd's semantics: each takes the
+//! (shared) database for its checks and its one write, and does file work (storing a layer,
+//! mounting) outside the database's lock.
 //!
 //! Order, for crash safety: a new snapshot is recorded before its directory is made (a
 //! record whose directory is missing gets it again from `mounts`), and removed before its
@@ -9,6 +9,7 @@
 //! the committed one.
 
 use super::mounts::{MountSpec, is_unpack, mounts_of};
+use super::shared_db::{DbGuard, SharedDb};
 use super::{Filters, SnapshotError, io_err};
 use crate::container::{live_state_at, spawn, stop_unless_busy};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
@@ -17,14 +18,11 @@ use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 /// How long an operation waits for a running `snap gc`.
 const GC_WAIT: Duration = Duration::from_secs(600);
-
-/// How long the database stays open after its last use.
-const DB_IDLE: Duration = Duration::from_millis(100);
 
 /// containerd's snapshots in one store.
 pub struct Snapshots {
@@ -37,63 +35,11 @@ pub struct Snapshots {
     starting: Mutex<()>,
 }
 
-/// The database, opened on first use and closed once idle for [`DB_IDLE`]: a burst of
-/// containerd's requests opens it once, and `snap` commands get the root's lock in between.
-struct SharedDb {
-    root: PathBuf,
-    slot: Mutex<(Option<Db>, Instant)>,
-}
-
-/// The open database, for one step of one operation.
-struct DbGuard<'a>(MutexGuard<'a, (Option<Db>, Instant)>);
-
-impl std::ops::Deref for DbGuard<'_> {
-    type Target = Db;
-    fn deref(&self) -> &Db {
-        // SharedDb::lock opens it before it makes a guard, and only the closer empties it.
-        self.0.0.as_ref().expect("the guard's database is open")
-    }
-}
-
-impl Drop for DbGuard<'_> {
-    fn drop(&mut self) {
-        self.0.1 = Instant::now();
-    }
-}
-
-impl SharedDb {
-    fn lock(&self) -> Result<DbGuard<'_>, SnapshotError> {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.0.is_none() {
-            let on_wait = |pid: Option<u32>| {
-                tracing::info!(
-                    "waiting for the store lock held by pid {}",
-                    pid.map_or("?".into(), |p| p.to_string())
-                )
-            };
-            slot.0 = Some(Db::open(&self.root, crate::db::LOCK_TIMEOUT, &on_wait)?);
-        }
-        Ok(DbGuard(slot))
-    }
-
-    fn close_if_idle(&self) {
-        if let Ok(mut slot) = self.slot.try_lock()
-            && slot.0.is_some()
-            && slot.1.elapsed() >= DB_IDLE
-        {
-            slot.0 = None;
-        }
-    }
-}
-
 impl Snapshots {
     pub fn open(root: &Path) -> Result<Self, SnapshotError> {
         Ok(Snapshots {
             store: Store::open(root)?,
-            db: SharedDb {
-                root: root.to_path_buf(),
-                slot: Mutex::new((None, Instant::now())),
-            },
+            db: SharedDb::new(root),
             dirs: RwLock::new(()),
             starting: Mutex::new(()),
         })

@@ -80,6 +80,9 @@ impl Snapshotter {
 
 impl Drop for Snapshotter {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -163,6 +166,17 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
+        // A failed test may leave containers running: their shims outlive containerd.
+        if let Some(ctrd) = &self.ctrd {
+            let _ = Command::new("pkill")
+                .arg("-KILL")
+                .arg("-f")
+                .arg(format!(
+                    "containerd-shim.* -address {}",
+                    ctrd.socket.display()
+                ))
+                .status();
+        }
         self.ctrd = None;
         unmount_under(self.root.path());
         if std::thread::panicking() {
