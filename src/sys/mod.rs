@@ -160,14 +160,42 @@ pub fn unmount(path: &std::path::Path) -> io::Result<()> {
     rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).map_err(Into::into)
 }
 
-/// Unmounts `path` unless something uses it (open files, a process's root or cwd, a bind
-/// mount of it): then returns false and leaves it mounted.
+/// Unmounts `path` unless something uses it (open files, a process's root or cwd, another
+/// mount of the same filesystem, such as a bind mount of it): then returns false and leaves
+/// it mounted.
 pub fn unmount_unless_busy(path: &std::path::Path) -> io::Result<bool> {
+    if mounted_elsewhere(path) {
+        return Ok(false);
+    }
     match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::BUSY) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the filesystem mounted at `path` is mounted somewhere else too (in this mount
+/// namespace): a bind mount of it, which keeps it alive after `path` is unmounted.
+pub fn mounted_elsewhere(path: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy().replace(' ', "\\040");
+    // Fields: id, parent id, major:minor, root, mount point, ...
+    let mounts: Vec<(&str, &str)> = info
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ').skip(2);
+            let device = fields.next()?;
+            Some((device, fields.nth(1)?))
+        })
+        .collect();
+    let Some((device, _)) = mounts.iter().find(|(_, point)| *point == wanted) else {
+        return false;
+    };
+    mounts
+        .iter()
+        .any(|(other, point)| other == device && *point != wanted)
 }
 
 /// Whether a process with this pid exists.

@@ -59,9 +59,11 @@ func start(snap, root string) (snapshots.Snapshotter, func() error, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	conn, err := grpc.Dial(sock, grpc.WithInsecure(), grpc.WithContextDialer(
-		func(ctx context.Context, addr string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", addr)
+	// The target names no host (an HTTP/2 :authority must not be a path); the dialer
+	// connects to the socket, as containerd's own proxy client does.
+	conn, err := grpc.Dial("passthrough:///localhost", grpc.WithInsecure(), grpc.WithContextDialer(
+		func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		}))
 	if err != nil {
 		cmd.Process.Kill()
@@ -73,6 +75,11 @@ func start(snap, root string) (snapshots.Snapshotter, func() error, error) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		log.Close()
+		if dir := os.Getenv("SNAPFS_SUITE_LOGS"); dir != "" {
+			if data, err := os.ReadFile(log.Name()); err == nil {
+				os.WriteFile(filepath.Join(dir, filepath.Base(filepath.Dir(root))+".log"), data, 0644)
+			}
+		}
 		// The mount daemons outlive the snapshotter by design: unmount what is left.
 		unmountUnder(root)
 		return nil
