@@ -94,7 +94,14 @@ impl Store {
         // file's owner and mode, and no other user may open (or write) it.
         for dir in ["objects", "tmp"] {
             let path = root.join(dir);
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
+            let mode = fs::metadata(&path)
+                .map_err(io_err(&path))?
+                .permissions()
+                .mode();
+            if mode & 0o777 != 0o700 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                    .map_err(io_err(&path))?;
+            }
         }
         Ok(Store {
             root: root.to_path_buf(),
