@@ -3,7 +3,7 @@
 //! containerd, containerd's garbage collection, and a snapshotter restart under a running
 //! container.
 
-use crate::ctrd::Containerd;
+use crate::ctrd::{Containerd, terminate};
 use crate::util::{Root, test_images};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -80,20 +80,7 @@ impl Snapshotter {
 
 impl Drop for Snapshotter {
     fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
+        terminate(&mut self.child);
     }
 }
 
