@@ -76,7 +76,9 @@ pub struct SnapshotUsage {
 /// A snapshot served to containerd by `snap snapshotter`, under containerd's key for it.
 ///
 /// Active and view snapshots own a directory `snapshots/<dir>/` (upper, work, mount state);
-/// a committed snapshot is a layer in the store, and `layers` is its whole stack.
+/// a committed snapshot is a layer in the store, and `layers` is its whole stack. An unpack
+/// committed but not yet stored (`pending`) still owns its directory, whose upper becomes its
+/// layer in the background.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
     /// containerd's key (`<namespace>/<seq>/<name>`): an opaque string.
@@ -88,14 +90,22 @@ pub struct SnapshotRecord {
     pub labels: std::collections::BTreeMap<String, String>,
     pub created: std::time::SystemTime,
     pub updated: std::time::SystemTime,
-    /// The number of the directory under `snapshots/` (active and view snapshots).
+    /// The number of the directory under `snapshots/` (active, view and pending snapshots).
     pub dir: u64,
-    /// The layer stack, bottom first: the parent's, plus its own layer once committed.
+    /// The layer stack, bottom first: the parent's, plus its own layer once committed. For a
+    /// pending snapshot and an unpack on one, the stack below the pending snapshots.
     pub layers: Vec<LayerId>,
     /// An active snapshot that containerd unpacks a layer into: its mounts are plain (a bind
     /// of the upper, or one overlay), not a FUSE mount.
     #[serde(default)]
     pub staging: bool,
+    /// A committed unpack whose upper is not yet a layer of the store (it is queued).
+    #[serde(default)]
+    pub pending: bool,
+    /// For an unpack on pending snapshots: their directories, nearest first, whose uppers
+    /// are the lower layers of its mount (above `layers`).
+    #[serde(default)]
+    pub lower_dirs: Vec<u64>,
     /// For committed snapshots: what their own layer holds.
     #[serde(default)]
     pub usage: SnapshotUsage,

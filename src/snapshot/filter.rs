@@ -195,6 +195,8 @@ mod tests {
             dir: 1,
             layers: vec![],
             staging: false,
+            pending: false,
+            lower_dirs: vec![],
             usage: Default::default(),
         }
     }

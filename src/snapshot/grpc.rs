@@ -179,6 +179,7 @@ impl Snapshotter for Service {
 /// or SIGINT. A socket left by a dead snapshotter is replaced; a live one is an error.
 pub fn serve(root: &Path, address: &Path) -> Result<(), SnapshotError> {
     let snapshots = Arc::new(Snapshots::open(root)?);
+    snapshots.run_ingester();
     if let Some(dir) = address.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }

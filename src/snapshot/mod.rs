@@ -22,6 +22,7 @@
 
 mod filter;
 mod grpc;
+mod ingest;
 mod mounts;
 mod service;
 mod shared_db;
@@ -47,6 +48,8 @@ pub enum SnapshotError {
     FailedPrecondition(String),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("snapshot {key:?} could not be stored as a layer: {reason}")]
+    NotStored { key: String, reason: String },
     #[error(transparent)]
     Filter(#[from] FilterError),
     #[error("{path}: {source}")]

@@ -11,12 +11,14 @@ pub struct MountSpec {
     pub options: Vec<String>,
 }
 
-/// The mounts of `snapshot`, whose directory is `dir`:
+/// The mounts of `snapshot`; snapshot directories are under `snapshots_dir`:
 /// - a view, or an active snapshot a container runs on: a bind of its FUSE mount (`mnt`);
 /// - an active snapshot being unpacked into with no parent: a bind of its upper;
-/// - one being unpacked into on a parent: one overlay of its upper on the parent's view, which
-///   containerd's applier does not mount but writes into the upper directly.
-pub fn mounts_of(snapshot: &SnapshotRecord, dir: &Path) -> Vec<MountSpec> {
+/// - one being unpacked into on a parent: one overlay of its upper on the uppers of the
+///   pending snapshots below it (nearest first) and the view of the stored stack under
+///   them, which containerd's applier does not mount but writes into the upper directly.
+pub fn mounts_of(snapshot: &SnapshotRecord, snapshots_dir: &Path) -> Vec<MountSpec> {
+    let dir = snapshots_dir.join(snapshot.dir.to_string());
     let path = |sub: &str| dir.join(sub).display().to_string();
     let bind = |source: String, access: &str| MountSpec {
         kind: "bind".into(),
@@ -25,16 +27,34 @@ pub fn mounts_of(snapshot: &SnapshotRecord, dir: &Path) -> Vec<MountSpec> {
     };
     match (snapshot.kind, snapshot.staging) {
         (SnapshotKind::View, _) => vec![bind(path("mnt"), "ro")],
-        (_, true) if snapshot.layers.is_empty() => vec![bind(path("upper"), "rw")],
-        (_, true) => vec![MountSpec {
-            kind: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                format!("workdir={}", path("work")),
-                format!("upperdir={}", path("upper")),
-                format!("lowerdir={}", path("parent/mnt")),
-            ],
-        }],
+        (_, true) if snapshot.layers.is_empty() && snapshot.lower_dirs.is_empty() => {
+            vec![bind(path("upper"), "rw")]
+        }
+        (_, true) => {
+            let mut lowers: Vec<String> = snapshot
+                .lower_dirs
+                .iter()
+                .map(|n| {
+                    snapshots_dir
+                        .join(n.to_string())
+                        .join("upper")
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            if !snapshot.layers.is_empty() {
+                lowers.push(path("parent/mnt"));
+            }
+            vec![MountSpec {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec![
+                    format!("workdir={}", path("work")),
+                    format!("upperdir={}", path("upper")),
+                    format!("lowerdir={}", lowers.join(":")),
+                ],
+            }]
+        }
         (_, false) => vec![bind(path("mnt"), "rw")],
     }
 }
@@ -63,13 +83,15 @@ mod tests {
             dir: 7,
             layers: vec![LayerId(Digest::of(b"l")); layers],
             staging,
+            pending: false,
+            lower_dirs: Vec::new(),
             usage: Default::default(),
         }
     }
 
     #[test]
     fn unpacks_get_plain_mounts_and_containers_the_fuse_mount() {
-        let dir = Path::new("/r/snapshots/7");
+        let dir = Path::new("/r/snapshots");
         let run = mounts_of(&record(SnapshotKind::Active, false, 2), dir);
         assert_eq!(run[0].kind, "bind");
         assert_eq!(run[0].source, "/r/snapshots/7/mnt");
@@ -90,6 +112,23 @@ mod tests {
             next[0]
                 .options
                 .contains(&"lowerdir=/r/snapshots/7/parent/mnt".to_string())
+        );
+        // On pending snapshots 5 (its parent) and 3: their uppers, then the stored stack.
+        let mut on_pending = record(SnapshotKind::Active, true, 1);
+        on_pending.lower_dirs = vec![5, 3];
+        let lowerdir =
+            "lowerdir=/r/snapshots/5/upper:/r/snapshots/3/upper:/r/snapshots/7/parent/mnt";
+        assert!(
+            mounts_of(&on_pending, dir)[0]
+                .options
+                .contains(&lowerdir.to_string())
+        );
+        on_pending.layers.clear();
+        let lowerdir = "lowerdir=/r/snapshots/5/upper:/r/snapshots/3/upper";
+        assert!(
+            mounts_of(&on_pending, dir)[0]
+                .options
+                .contains(&lowerdir.to_string())
         );
     }
 

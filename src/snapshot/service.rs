@@ -4,16 +4,19 @@
 //!
 //! Order, for crash safety: a new snapshot is recorded before its directory is made (a
 //! record whose directory is missing gets it again from `mounts`), and removed before its
-//! directory is (`cleanup` removes directories no record names). A commit stores the layer
-//! and its stack's index durably before the one transaction that swaps the active record for
-//! the committed one.
+//! directory is (`cleanup` removes directories no record names). A commit of a container's
+//! snapshot stores the layer and its stack's index durably before the one transaction that
+//! swaps the active record for the committed one; a commit of an unpack swaps at once, to a
+//! pending record whose upper is stored in the background (`ingest`).
 
+use super::ingest::{IngestQueue, Job, dirs_in_use};
 use super::mounts::{MountSpec, is_unpack, mounts_of};
 use super::shared_db::{DbGuard, SharedDb};
 use super::{Filters, SnapshotError, io_err};
 use crate::container::{live_state_at, spawn, stop_unless_busy};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
 use crate::image::{Handover, Silent, ensure_stack_index, stack_id, store_upper_on_stack};
+use crate::model::LayerId;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -22,34 +25,41 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// How long an operation waits for a running `snap gc`.
-const GC_WAIT: Duration = Duration::from_secs(600);
+pub(super) const GC_WAIT: Duration = Duration::from_secs(600);
 
 /// containerd's snapshots in one store.
 pub struct Snapshots {
-    store: Store,
+    pub(super) store: Store,
     db: SharedDb,
     /// Held shared by operations that make or use snapshot directories, exclusively by
     /// `cleanup`, which must not take a directory whose record is being written.
     dirs: RwLock<()>,
     /// One daemon start at a time: two `Mounts` of one snapshot must not both start one.
     starting: Mutex<()>,
+    /// Committed unpacks whose uppers are still to be stored as layers.
+    pub(super) ingests: IngestQueue,
 }
 
 impl Snapshots {
+    /// The snapshots of the store at `root`; those committed but not stored yet are queued
+    /// (see [`Snapshots::run_ingester`]).
     pub fn open(root: &Path) -> Result<Self, SnapshotError> {
-        Ok(Snapshots {
+        let snapshots = Snapshots {
             store: Store::open(root)?,
             db: SharedDb::new(root),
             dirs: RwLock::new(()),
             starting: Mutex::new(()),
-        })
+            ingests: IngestQueue::default(),
+        };
+        snapshots.queue_pending()?;
+        Ok(snapshots)
     }
 
-    fn db(&self) -> Result<DbGuard<'_>, SnapshotError> {
+    pub(super) fn db(&self) -> Result<DbGuard<'_>, SnapshotError> {
         self.db.lock()
     }
 
-    fn shared_dirs(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+    pub(super) fn shared_dirs(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.dirs.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -58,11 +68,15 @@ impl Snapshots {
         self.db.close_if_idle();
     }
 
-    fn dir(&self, n: u64) -> PathBuf {
-        self.store.root().join("snapshots").join(n.to_string())
+    fn snapshots_dir(&self) -> PathBuf {
+        self.store.root().join("snapshots")
     }
 
-    fn get(db: &Db, key: &str) -> Result<SnapshotRecord, SnapshotError> {
+    pub(super) fn dir(&self, n: u64) -> PathBuf {
+        self.snapshots_dir().join(n.to_string())
+    }
+
+    pub(super) fn get(db: &Db, key: &str) -> Result<SnapshotRecord, SnapshotError> {
         db.snapshot(key)?
             .ok_or_else(|| SnapshotError::NotFound(key.to_string()))
     }
@@ -73,7 +87,7 @@ impl Snapshots {
     }
 
     /// A new active (or view) snapshot `key` on the committed snapshot `parent` (none if
-    /// empty); returns its mounts.
+    /// empty); returns its mounts. A container's or a view's waits until `parent` is stored.
     pub fn prepare(
         &self,
         kind: SnapshotKind,
@@ -81,20 +95,26 @@ impl Snapshots {
         parent: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Vec<MountSpec>, SnapshotError> {
-        let _dirs = self.shared_dirs();
         if key.is_empty() {
             return Err(SnapshotError::InvalidArgument(
                 "the snapshot key is empty".into(),
             ));
         }
+        let staging = kind == SnapshotKind::Active && is_unpack(key, &labels);
+        if !staging && !parent.is_empty() {
+            self.wait_stored(parent)?;
+        }
+        let _dirs = self.shared_dirs();
         // The stack's index is written before the record names it: no gc in between.
         let guard = self.store.write_guard(GC_WAIT)?;
+        // One database lock for the lot: no pending snapshot below is stored (and its
+        // directory discarded) between the look at it and the record naming its directory.
         let db = self.db()?;
         if db.snapshot(key)?.is_some() {
             return Err(SnapshotError::AlreadyExists(key.to_string()));
         }
-        let layers = if parent.is_empty() {
-            Vec::new()
+        let (layers, lower_dirs) = if parent.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
             let parent_record = Self::get(&db, parent)?;
             if parent_record.kind != SnapshotKind::Committed {
@@ -102,25 +122,31 @@ impl Snapshots {
                     "parent {parent:?} is not a committed snapshot"
                 )));
             }
-            parent_record.layers
+            if parent_record.pending && !staging {
+                return Err(SnapshotError::FailedPrecondition(format!(
+                    "parent {parent:?} is not stored yet: try again"
+                )));
+            }
+            Self::stack_under(&db, parent_record)?
         };
         let now = SystemTime::now();
         let record = SnapshotRecord {
             key: key.to_string(),
             kind,
             parent: (!parent.is_empty()).then(|| parent.to_string()),
-            staging: kind == SnapshotKind::Active && is_unpack(key, &labels),
+            staging,
             labels,
             created: now,
             updated: now,
             dir: db.new_snapshot_dir()?,
             layers,
+            pending: false,
+            lower_dirs,
             usage: SnapshotUsage::default(),
         };
-        drop(db);
         ensure_stack_index(&self.store, &record.layers)?;
-        self.db()?.put_snapshot(&record, None)?;
-        drop(guard);
+        db.put_snapshot(&record, None)?;
+        drop((db, guard));
         if let Err(e) = self.start(&record) {
             tracing::warn!("prepare {key:?}: {e}; removing it again");
             if let Err(e) = self.db().and_then(|db| Ok(db.remove_snapshot(key)?)) {
@@ -129,7 +155,24 @@ impl Snapshots {
             self.discard_dir(record.dir);
             return Err(e);
         }
-        Ok(mounts_of(&record, &self.dir(record.dir)))
+        Ok(mounts_of(&record, &self.snapshots_dir()))
+    }
+
+    /// What a snapshot on committed snapshot `record` stands on: the stored layer stack, and
+    /// the directories of the pending snapshots above it, nearest first.
+    fn stack_under(
+        db: &Db,
+        mut record: SnapshotRecord,
+    ) -> Result<(Vec<LayerId>, Vec<u64>), SnapshotError> {
+        let mut pending = Vec::new();
+        while record.pending {
+            pending.push(record.dir);
+            match &record.parent {
+                Some(parent) => record = Self::get(db, parent)?,
+                None => return Ok((Vec::new(), pending)),
+            }
+        }
+        Ok((record.layers, pending))
     }
 
     /// The mounts of an active or view snapshot; its daemon is started again if it is gone
@@ -143,7 +186,7 @@ impl Snapshots {
             )));
         }
         self.start(&record)?;
-        Ok(mounts_of(&record, &self.dir(record.dir)))
+        Ok(mounts_of(&record, &self.snapshots_dir()))
     }
 
     /// Makes the directories of an active or view snapshot and starts the daemon that its
@@ -189,7 +232,8 @@ impl Snapshots {
         Ok(())
     }
 
-    /// Stores active snapshot `key` as committed snapshot `name`: its upper becomes a layer.
+    /// Stores active snapshot `key` as committed snapshot `name`: its upper becomes a layer,
+    /// at once for a container's snapshot, in the background for an unpack.
     pub fn commit(
         &self,
         name: &str,
@@ -202,7 +246,6 @@ impl Snapshots {
                 "the committed snapshot's name is empty".into(),
             ));
         }
-        let guard = self.store.write_guard(GC_WAIT)?;
         let active = {
             let db = self.db()?;
             if db.snapshot(name)?.is_some() {
@@ -216,6 +259,34 @@ impl Snapshots {
             }
             active
         };
+        let now = SystemTime::now();
+        let mut committed = SnapshotRecord {
+            key: name.to_string(),
+            kind: SnapshotKind::Committed,
+            parent: active.parent.clone(),
+            labels,
+            created: now,
+            updated: now,
+            dir: active.dir,
+            layers: active.layers.clone(),
+            staging: false,
+            pending: false,
+            lower_dirs: Vec::new(),
+            usage: SnapshotUsage::default(),
+        };
+        if active.staging {
+            // The view of the parent served the applier; nothing reads it any more.
+            self.stop_daemons(active.dir);
+            committed.pending = true;
+            self.db()?.put_snapshot(&committed, Some(key))?;
+            self.ingests.push(Job {
+                key: name.to_string(),
+                dir: active.dir,
+            });
+            self.release_dirs(&active.lower_dirs);
+            return Ok(());
+        }
+        let guard = self.store.write_guard(GC_WAIT)?;
         let dir = self.dir(active.dir);
         // A snapshot in use is frozen (its namespace changes wait) while its upper is read.
         let control = dir.join("control.sock");
@@ -228,39 +299,19 @@ impl Snapshots {
                     source,
                 }),
         };
-        // An unpack's upper is containerd's no more once it commits: its files are linked
-        // into the store. A container's upper is copied (it may still be mounted).
-        let handover = if active.staging {
-            Handover::Adopt
-        } else {
-            Handover::Copy
-        };
-        let upper = dir.join("upper");
+        // A container's upper is copied: it may still be mounted.
         let layer = store_upper_on_stack(
             &self.store,
             &active.layers,
-            &upper,
-            handover,
+            &dir.join("upper"),
+            Handover::Copy,
             &Silent,
             quiesce,
         )?;
-        let now = SystemTime::now();
-        let mut layers = active.layers.clone();
-        layers.push(layer.id);
-        let committed = SnapshotRecord {
-            key: name.to_string(),
-            kind: SnapshotKind::Committed,
-            parent: active.parent.clone(),
-            labels,
-            created: now,
-            updated: now,
-            dir: active.dir,
-            layers,
-            staging: false,
-            usage: SnapshotUsage {
-                size: layer.content_bytes,
-                inodes: layer.entries,
-            },
+        committed.layers.push(layer.id);
+        committed.usage = SnapshotUsage {
+            size: layer.content_bytes,
+            inodes: layer.entries,
         };
         self.db()?.put_snapshot(&committed, Some(key))?;
         drop(guard);
@@ -289,9 +340,11 @@ impl Snapshots {
             db.remove_snapshot(key)?;
             record
         };
+        // A pending snapshot's directory is the ingester's to discard (it may be reading it).
         if record.kind != SnapshotKind::Committed {
             self.discard_dir(record.dir);
         }
+        self.release_dirs(&record.lower_dirs);
         Ok(())
     }
 
@@ -311,7 +364,7 @@ impl Snapshots {
 
     /// [`Snapshots::discard_dir`], with the removal of the files in another thread: removing
     /// thousands of files (and discarding their blocks) need not delay containerd.
-    fn discard_dir_in_background(&self, n: u64) {
+    pub(super) fn discard_dir_in_background(&self, n: u64) {
         if !self.stop_daemons(n) {
             return;
         }
@@ -391,11 +444,11 @@ impl Snapshots {
         Ok(record)
     }
 
-    /// What snapshot `key` uses on its own: its layer's content if committed, its upper's
-    /// allocated bytes and inodes if not.
+    /// What snapshot `key` uses on its own: its layer's content if committed and stored, its
+    /// upper's allocated bytes and inodes if not.
     pub fn usage(&self, key: &str) -> Result<SnapshotUsage, SnapshotError> {
         let record = self.stat(key)?;
-        if record.kind == SnapshotKind::Committed {
+        if record.kind == SnapshotKind::Committed && !record.pending {
             return Ok(record.usage);
         }
         Ok(tree_usage(&self.dir(record.dir).join("upper")))
@@ -416,14 +469,8 @@ impl Snapshots {
     /// removal) and directories a crash left half removed, stopping their daemons.
     pub fn cleanup(&self) -> Result<(), SnapshotError> {
         let _dirs = self.dirs.write().unwrap_or_else(|e| e.into_inner());
-        let named: HashSet<u64> = self
-            .db()?
-            .snapshots()?
-            .into_iter()
-            .filter(|s| s.kind != SnapshotKind::Committed)
-            .map(|s| s.dir)
-            .collect();
-        let root = self.store.root().join("snapshots");
+        let named = dirs_in_use(&self.db()?.snapshots()?);
+        let root = self.snapshots_dir();
         let entries = match std::fs::read_dir(&root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -506,6 +553,7 @@ mod tests {
             std::fs::write(path, bytes).unwrap();
         }
         snapshots.commit(name, key, labels(&[("l", "1")])).unwrap();
+        snapshots.wait_stored(name).unwrap();
     }
 
     #[test]
@@ -513,14 +561,28 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let snapshots = Snapshots::open(root.path()).unwrap();
         let key = "ns/1/extract-1-abc sha256:0123";
-        unpack(
-            &snapshots,
-            key,
-            "ns/2/sha256:0123",
-            &[("etc/hostname", b"box\n"), ("bin/tool", &[7u8; 100_000])],
-        );
+        let mounts = snapshots
+            .prepare(SnapshotKind::Active, key, "", BTreeMap::new())
+            .unwrap();
+        let upper = Path::new(&mounts[0].source);
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("etc/hostname"), b"box\n").unwrap();
+        std::fs::create_dir_all(upper.join("bin")).unwrap();
+        std::fs::write(upper.join("bin/tool"), [7u8; 100_000]).unwrap();
+        snapshots
+            .commit("ns/2/sha256:0123", key, labels(&[("l", "1")]))
+            .unwrap();
         assert_eq!(code(snapshots.stat(key)), ErrorCode::NotFound);
+        // Committed at once, stored in the background: pending until then.
+        let pending = snapshots.stat("ns/2/sha256:0123").unwrap();
+        assert_eq!(pending.kind, SnapshotKind::Committed);
+        assert!(pending.pending && pending.layers.is_empty());
+        assert!(snapshots.usage("ns/2/sha256:0123").unwrap().size >= 100_004);
+        assert!(snapshots.ingest_next());
+        assert!(!snapshots.ingest_next(), "one job was queued");
+        assert!(!upper.exists(), "the stored upper is discarded");
         let committed = snapshots.stat("ns/2/sha256:0123").unwrap();
+        assert!(!committed.pending);
         assert_eq!(committed.kind, SnapshotKind::Committed);
         assert_eq!(committed.parent, None);
         assert_eq!(committed.labels, labels(&[("l", "1")]));
@@ -572,6 +634,7 @@ mod tests {
         )
         .unwrap();
         snapshots.commit("ns/2/base", key, BTreeMap::new()).unwrap();
+        snapshots.wait_stored("ns/2/base").unwrap();
         let store = Store::open(root.path()).unwrap();
         let mode = |bytes: &[u8]| {
             std::fs::metadata(store.object_path(&crate::model::Digest::of(bytes)))
@@ -623,6 +686,8 @@ mod tests {
             dir: 0,
             layers: snapshots.stat("ns/2/base").unwrap().layers,
             staging: false,
+            pending: false,
+            lower_dirs: vec![],
             usage: SnapshotUsage::default(),
         };
         snapshots.db().unwrap().put_snapshot(&child, None).unwrap();
