@@ -131,6 +131,18 @@ impl Setup {
         ]);
     }
 
+    /// Kills the snapshotter, starts it again and waits until containerd reaches it (it
+    /// redials the socket after its gRPC backoff).
+    fn restart_snapshotter(&mut self) {
+        self.snapshotter.restart();
+        wait_until("containerd reaches the restarted snapshotter", || {
+            self.ctrd()
+                .ctr(&["snapshots", "--snapshotter", "snapfs", "ls"])
+                .status
+                .success()
+        });
+    }
+
     /// `ctr snapshots --snapshotter snapfs ARGS`.
     fn snapshots(&self, args: &[&str]) -> String {
         let mut all = vec!["snapshots", "--snapshotter", "snapfs"];
@@ -311,6 +323,9 @@ fn containerd_unpacks_runs_and_commits_on_snapfs_and_its_gc_spares_cli_images() 
 fn a_running_container_outlives_a_snapshotter_restart() {
     let mut setup = Setup::new();
     setup.import_python();
+    // Killed at once, while it stores the unpacked layers in the background: restarted, it
+    // stores them again, and the container below runs on them.
+    setup.restart_snapshotter();
     let long = unique("long");
     setup.ctrd().ctr_ok(&[
         "run",
@@ -346,15 +361,7 @@ fn a_running_container_outlives_a_snapshotter_restart() {
         "the container stopped writing"
     );
 
-    setup.snapshotter.restart();
-    // containerd redials the socket after its gRPC backoff.
-    wait_until("containerd reaches the restarted snapshotter", || {
-        setup
-            .ctrd()
-            .ctr(&["snapshots", "--snapshotter", "snapfs", "ls"])
-            .status
-            .success()
-    });
+    setup.restart_snapshotter();
     let listed = setup.snapshots(&["ls"]);
     assert!(listed.contains(&long), "{listed}");
     let usage = setup.snapshots(&["usage", &long]);
