@@ -1,7 +1,7 @@
 //! containerd's snapshots over the store: what `snap snapshotter` serves as a proxy plugin.
 //!
 //! ```text
-//! <root>/snapshots/<n>/upper        an active snapshot's changes (overlayfs's format)
+//! <root>/snapshots/<n>/upper        an active (or pending) snapshot's changes (overlayfs's format)
 //! <root>/snapshots/<n>/work         scratch for atomic copy-up (or for overlay, when unpacking)
 //! <root>/snapshots/<n>/mnt          the FUSE mount of an active or view snapshot
 //! <root>/snapshots/<n>/parent/      when unpacking on a parent: a read-only view of it
@@ -13,8 +13,8 @@
 //! (the same daemon as `snap mount`), returned to containerd as a bind mount; a view is the
 //! same, read-only. An active snapshot that containerd unpacks a layer into gets plain mounts
 //! instead (a bind of the empty upper, or one overlay on a view of the parent), so
-//! containerd's applier writes at native speed; `Commit` then stores the upper as a layer,
-//! deduplicated against the whole store.
+//! containerd's applier writes at native speed; after `Commit` a background ingester stores
+//! the upper as a layer, deduplicated against the whole store (`ingest`).
 //!
 //! The records live in the database's `snapshots` tree, which nothing else lists: images and
 //! containers made with the CLI never appear to containerd, so its garbage collector cannot
