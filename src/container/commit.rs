@@ -20,22 +20,24 @@ pub fn commit(
     let upper = dir(store, name).join("upper");
     // A mounted container is frozen (namespace changes wait) while its upper is read.
     let control = super::control_path(store, name);
-    let quiesce = || match super::mount::live_state(store, name) {
-        None => Ok(None),
-        Some(state) => match super::freeze(&control) {
-            Ok(frozen) => Ok(Some(frozen)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    "container {name}: daemon {} has no control socket; committing without freezing it",
-                    state.pid
-                );
-                Ok(None)
+    let quiesce = || match super::mount::daemon_at(&dir(store, name)) {
+        super::mount::Daemon::Gone => Ok(None),
+        super::mount::Daemon::Mounted(state) | super::mount::Daemon::Detached(state) => {
+            match super::freeze(&control) {
+                Ok(frozen) => Ok(Some(frozen)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(
+                        "container {name}: daemon {} has no control socket; committing without freezing it",
+                        state.pid
+                    );
+                    Ok(None)
+                }
+                Err(source) => Err(crate::image::ImageError::Io {
+                    path: control.clone(),
+                    source,
+                }),
             }
-            Err(source) => Err(crate::image::ImageError::Io {
-                path: control.clone(),
-                source,
-            }),
-        },
+        }
     };
     Ok(crate::image::commit(
         store,

@@ -22,7 +22,8 @@ pub use commit::commit;
 pub use control::{Frozen, freeze};
 pub use create::create;
 pub use mount::{
-    MountState, live_state_at, mount, serve, serve_dir, spawn, stop, stop_unless_busy, umount,
+    Daemon, MountState, daemon_at, detached, live_state_at, mount, serve, serve_dir, spawn, stop,
+    stop_unless_busy, umount,
 };
 pub use remove::remove;
 pub use status::{ContainerStatus, list};

@@ -5,7 +5,8 @@
 //! an active or view snapshot of `snap snapshotter`. [`spawn`] starts it detached and returns
 //! once the mount exists; the daemon writes `mount.json` when mounted and removes it when
 //! unmounted. A daemon killed with SIGKILL leaves a dead mount and a stale `mount.json`:
-//! [`live_state_at`] detects it (the pid is gone) and cleans it up.
+//! [`daemon_at`] detects it (no process holds the directory's `daemon.lock`) and cleans it
+//! up.
 
 use super::{ContainerError, dir, io_err, open_db};
 use crate::fs::{Mounted, Upper};
@@ -33,13 +34,37 @@ pub fn live_state(store: &Store, name: &str) -> Option<MountState> {
     live_state_at(&dir(store, name))
 }
 
-/// The live mount of the daemon directory `dir`, cleaning up a stale one (dead daemon).
-pub fn live_state_at(dir: &Path) -> Option<MountState> {
+/// The daemon of a directory, as far as this process sees it.
+#[derive(Debug)]
+pub enum Daemon {
+    /// None runs (a stale state, if any, was cleaned up).
+    Gone,
+    /// It serves its mount point.
+    Mounted(MountState),
+    /// It runs, but its mount point was unmounted here: a bind of its mount (a container's
+    /// rootfs, maybe in another mount namespace) keeps it serving, and its upper in use.
+    Detached(MountState),
+}
+
+/// The daemon of directory `dir`, cleaning up after a dead one.
+pub fn daemon_at(dir: &Path) -> Daemon {
     let path = state_path(dir);
-    let state: MountState = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    // After a reboot the pid may be another process's: the mount must be there too.
-    if crate::sys::process_alive(state.pid) && crate::sys::is_mount_point(&state.mountpoint) {
-        return Some(state);
+    let Some(state) = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<MountState>(&bytes).ok())
+    else {
+        return Daemon::Gone;
+    };
+    // The daemon holds the directory's lock while it runs: a pid reused after a reboot does
+    // not.
+    if crate::sys::process_alive(state.pid)
+        && crate::sys::holds_flock(state.pid, &dir.join("daemon.lock"))
+    {
+        return if crate::sys::is_mount_point(&state.mountpoint) {
+            Daemon::Mounted(state)
+        } else {
+            Daemon::Detached(state)
+        };
     }
     tracing::warn!(
         "{}: daemon {} is gone; cleaning up its mount at {}",
@@ -51,7 +76,15 @@ pub fn live_state_at(dir: &Path) -> Option<MountState> {
         let _ = crate::sys::unmount(&state.mountpoint);
     }
     let _ = std::fs::remove_file(&path);
-    None
+    Daemon::Gone
+}
+
+/// The live mount of the daemon directory `dir`, cleaning up a stale one (dead daemon).
+pub fn live_state_at(dir: &Path) -> Option<MountState> {
+    match daemon_at(dir) {
+        Daemon::Mounted(state) => Some(state),
+        Daemon::Gone | Daemon::Detached(_) => None,
+    }
 }
 
 /// Mounts container `name` at `mountpoint` with a background daemon; returns its pid.
@@ -134,6 +167,10 @@ pub fn spawn(
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
+            let _ = child.wait();
+            if crate::sys::is_mount_point(&mountpoint) {
+                let _ = crate::sys::unmount(&mountpoint);
+            }
             return Err(failed(&mountpoint, "not mounted after 30 s".into()));
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -225,7 +262,11 @@ pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
 
 /// Unmounts the daemon serving `dir` and waits for it to exit. `what` names it in errors.
 pub fn stop(dir: &Path, what: &str) -> Result<MountState, ContainerError> {
-    let state = live_state_at(dir).ok_or_else(|| ContainerError::NotMounted(what.to_string()))?;
+    let state = match daemon_at(dir) {
+        Daemon::Mounted(state) => state,
+        Daemon::Gone => return Err(ContainerError::NotMounted(what.to_string())),
+        Daemon::Detached(state) => return Err(detached(what, state)),
+    };
     crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
     wait_for_exit(dir, what, state)
 }
@@ -233,13 +274,26 @@ pub fn stop(dir: &Path, what: &str) -> Result<MountState, ContainerError> {
 /// [`stop`], unless the mount is in use (a container still runs on it): then `None`, and
 /// the daemon serves on.
 pub fn stop_unless_busy(dir: &Path, what: &str) -> Result<Option<MountState>, ContainerError> {
-    let Some(state) = live_state_at(dir) else {
+    let Daemon::Mounted(state) = daemon_at(dir) else {
         return Ok(None);
     };
     if !crate::sys::unmount_unless_busy(&state.mountpoint).map_err(io_err(&state.mountpoint))? {
         return Ok(None);
     }
     wait_for_exit(dir, what, state).map(Some)
+}
+
+/// The error for a daemon that serves only a mount elsewhere.
+pub fn detached(what: &str, state: MountState) -> ContainerError {
+    ContainerError::MountFailed {
+        name: what.to_string(),
+        detail: format!(
+            "unmounted here, but daemon pid {} still serves a mount of it elsewhere (a \
+             container's rootfs?): stop what uses it first",
+            state.pid
+        ),
+        mountpoint: state.mountpoint,
+    }
 }
 
 fn wait_for_exit(dir: &Path, what: &str, state: MountState) -> Result<MountState, ContainerError> {

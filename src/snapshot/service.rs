@@ -13,7 +13,7 @@ use super::ingest::{IngestQueue, Job, dirs_in_use};
 use super::mounts::{MountSpec, is_unpack, mounts_of};
 use super::shared_db::{DbGuard, SharedDb};
 use super::{Filters, SnapshotError, io_err};
-use crate::container::{live_state_at, spawn, stop_unless_busy};
+use crate::container::{Daemon, daemon_at, detached, spawn, stop_unless_busy};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
 use crate::image::{Handover, Silent, ensure_stack_index, stack_id, store_upper_on_stack};
 use crate::model::LayerId;
@@ -206,8 +206,10 @@ impl Snapshots {
         let Some(daemon_dir) = daemon_dir else {
             return Ok(());
         };
-        if live_state_at(&daemon_dir).is_some() {
-            return Ok(());
+        match daemon_at(&daemon_dir) {
+            Daemon::Mounted(_) => return Ok(()),
+            Daemon::Detached(state) => return Err(detached(&record.key, state).into()),
+            Daemon::Gone => {}
         }
         for sub in ["upper", "work", "mnt"] {
             let path = daemon_dir.join(sub);
@@ -290,9 +292,9 @@ impl Snapshots {
         let dir = self.dir(active.dir);
         // A snapshot in use is frozen (its namespace changes wait) while its upper is read.
         let control = dir.join("control.sock");
-        let quiesce = || match live_state_at(&dir) {
-            None => Ok(None),
-            Some(_) => crate::container::freeze(&control)
+        let quiesce = || match daemon_at(&dir) {
+            Daemon::Gone => Ok(None),
+            Daemon::Mounted(_) | Daemon::Detached(_) => crate::container::freeze(&control)
                 .map(Some)
                 .map_err(|source| crate::image::ImageError::Io {
                     path: control.clone(),
@@ -389,7 +391,7 @@ impl Snapshots {
         let dir = self.dir(n);
         let mut stopped = true;
         for daemon_dir in [dir.join("parent"), dir] {
-            if live_state_at(&daemon_dir).is_none() {
+            if matches!(daemon_at(&daemon_dir), Daemon::Gone) {
                 continue;
             }
             match stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string()) {

@@ -198,6 +198,28 @@ pub fn mounted_elsewhere(path: &std::path::Path) -> bool {
         .any(|(other, point)| other == device && *point != wanted)
 }
 
+/// Whether process `pid` holds an flock on `path`, as /proc/locks lists it (lines like
+/// `1: FLOCK  ADVISORY  WRITE 1234 00:2e:5678 0 EOF`, waiters marked `->`).
+pub fn holds_flock(pid: u32, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Ok(locks)) = (
+        std::fs::metadata(path),
+        std::fs::read_to_string("/proc/locks"),
+    ) else {
+        return false;
+    };
+    let pid = pid.to_string();
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK")
+            && fields.get(4) == Some(&pid.as_str())
+            && fields
+                .get(5)
+                .and_then(|id| id.rsplit(':').next()?.parse::<u64>().ok())
+                == Some(meta.ino())
+    })
+}
+
 /// Whether a process with this pid exists.
 pub fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -218,4 +240,27 @@ pub fn is_mount_point(path: &std::path::Path) -> bool {
     let wanted = path.to_string_lossy().replace(' ', "\\040");
     info.lines()
         .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_flock_sees_a_lock_while_it_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.lock");
+        let wait = LockWait {
+            exclusive: true,
+            timeout: std::time::Duration::ZERO,
+            on_wait: &|_| {},
+        };
+        let lock = FileLock::acquire(&path, &wait).unwrap().expect("free");
+        let me = std::process::id();
+        assert!(holds_flock(me, &path));
+        assert!(!holds_flock(me + 1, &path), "another pid");
+        assert!(!holds_flock(me, dir.path()), "another inode");
+        drop(lock);
+        assert!(!holds_flock(me, &path));
+    }
 }

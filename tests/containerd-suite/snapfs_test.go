@@ -55,6 +55,7 @@ func start(snap, root string) (snapshots.Snapshotter, func() error, error) {
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
+			cmd.Wait()
 			return nil, nil, fmt.Errorf("the snapshotter did not listen on %s", sock)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -67,6 +68,7 @@ func start(snap, root string) (snapshots.Snapshotter, func() error, error) {
 		}))
 	if err != nil {
 		cmd.Process.Kill()
+		cmd.Wait()
 		return nil, nil, err
 	}
 	sn := proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), "snapfs")

@@ -548,6 +548,49 @@ fn many_containers_of_one_image_are_independent() {
 }
 
 #[test]
+fn a_mount_detached_but_bound_elsewhere_keeps_its_container() {
+    let root = Root::new();
+    ops_image(&root);
+    let mounted = Mounted::new(&root, "ops", "d");
+    fs::write(mounted.path("etc/hostname"), "kept\n").expect("write");
+    // A bind of the mount (as a container's rootfs is), then the mount point unmounted: the
+    // daemon serves on, for the bind.
+    let bind = root.path().join("bind");
+    fs::create_dir_all(&bind).expect("mkdir");
+    let status = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&mounted.dir)
+        .arg(&bind)
+        .status()
+        .expect("mount --bind");
+    assert!(status.success());
+    snapfs::sys::unmount(&mounted.dir).expect("unmount the mount point");
+    for args in [&["rm", "--force", "d"][..], &["umount", "d"]] {
+        let err = root.snap(args).fails();
+        assert!(err.contains("still serves a mount"), "{args:?}: {err}");
+    }
+    let upper = root.store().join("containers/d/upper/etc/hostname");
+    assert_eq!(
+        fs::read_to_string(upper).expect("the upper is kept"),
+        "kept\n"
+    );
+    assert_eq!(
+        fs::read_to_string(bind.join("etc/hostname")).expect("read"),
+        "kept\n"
+    );
+    // Once the bind goes, so does the daemon, and the container can be removed.
+    snapfs::sys::unmount(&bind).expect("unmount the bind");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !root.snap(&["rm", "d"]).output.status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn container_names_and_missing_things_get_clear_errors() {
     let root = Root::new();
     ops_image(&root);
