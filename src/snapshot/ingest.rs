@@ -101,18 +101,18 @@ impl Snapshots {
     /// Stores queued snapshots in a thread of their own, for as long as the process lives.
     pub fn run_ingester(self: &Arc<Self>) {
         let snapshots = Arc::clone(self);
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
                 loop {
                     snapshots.ingests.wait_for_work();
                     snapshots.ingest_next();
                 }
-            })
-            .map(drop)
-            .unwrap_or_else(|e| {
-                tracing::warn!("no background ingest ({e}): commits store on demand")
             });
+        if let Err(e) = worker {
+            // Containers and views then store what they need themselves (`wait_stored`).
+            tracing::warn!("no background ingest thread: {e}");
+        }
     }
 
     /// Stores the next queued snapshot, unless another thread is storing one; false if it
@@ -151,7 +151,7 @@ impl Snapshots {
                         parent.layers
                     }
                 },
-                // Removed while it waited.
+                // Removed while it waited (or stored already, by a job queued twice).
                 _ => {
                     drop((db, guard));
                     self.release_dirs(&[job.dir]);
@@ -208,7 +208,8 @@ impl Snapshots {
                 });
             }
             if self.ingests.idle() {
-                // Not queued (it cannot be, but a wait must not be endless): queue it.
+                // Nothing queued, yet it is pending (which should not happen; a wait must
+                // not be endless): queue it.
                 self.ingests.push(Job {
                     key: record.key.clone(),
                     dir: record.dir,

@@ -199,7 +199,7 @@ pub fn mounted_elsewhere(path: &std::path::Path) -> bool {
 }
 
 /// Whether process `pid` holds an flock on `path`, as /proc/locks lists it (lines like
-/// `1: FLOCK  ADVISORY  WRITE 1234 00:2e:5678 0 EOF`, waiters marked `->`).
+/// `1: FLOCK  ADVISORY  WRITE 1234 00:2e:5678 0 EOF`; waiters, marked `->`, do not count).
 pub fn holds_flock(pid: u32, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (Ok(meta), Ok(locks)) = (
