@@ -36,9 +36,11 @@ pub fn run(store: &Store, args: PsArgs) -> Result<i32> {
                     .first()
                     .cloned()
                     .unwrap_or_else(|| c.image.0.short()),
-                c.mountpoint
-                    .as_ref()
-                    .map_or("-".into(), |m| m.display().to_string()),
+                match (&c.mountpoint, c.pid) {
+                    (Some(m), _) => m.display().to_string(),
+                    (None, Some(_)) => "(detached: bound elsewhere)".into(),
+                    (None, None) => "-".into(),
+                },
                 c.pid.map_or("-".into(), |p| p.to_string()),
                 size(c.upper_bytes),
             ]

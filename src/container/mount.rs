@@ -29,11 +29,6 @@ fn state_path(dir: &Path) -> PathBuf {
     dir.join("mount.json")
 }
 
-/// The live mount of container `name`, cleaning up a stale one on the way.
-pub fn live_state(store: &Store, name: &str) -> Option<MountState> {
-    live_state_at(&dir(store, name))
-}
-
 /// The daemon of a directory, as far as this process sees it.
 #[derive(Debug)]
 pub enum Daemon {
@@ -92,12 +87,16 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
     let record = open_db(store)?
         .container(name)?
         .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?;
-    if let Some(state) = live_state(store, name) {
-        return Err(ContainerError::Mounted {
-            name: name.to_string(),
-            mountpoint: state.mountpoint,
-            pid: state.pid,
-        });
+    match daemon_at(&dir(store, name)) {
+        Daemon::Gone => {}
+        Daemon::Mounted(state) => {
+            return Err(ContainerError::Mounted {
+                name: name.to_string(),
+                mountpoint: state.mountpoint,
+                pid: state.pid,
+            });
+        }
+        Daemon::Detached(state) => return Err(detached(name, state)),
     }
     let mut args: Vec<std::ffi::OsString> = vec!["mount".into(), "--foreground".into()];
     args.extend([

@@ -1,6 +1,7 @@
 //! `snap ps`: containers with their image, mount and upper size.
 
-use super::{ContainerError, dir, mount::live_state, open_db};
+use super::mount::{Daemon, daemon_at};
+use super::{ContainerError, dir, open_db};
 use crate::model::ImageId;
 use crate::store::Store;
 
@@ -9,7 +10,9 @@ pub struct ContainerStatus {
     pub name: String,
     pub image: ImageId,
     pub image_names: Vec<String>,
+    /// Where its daemon serves it; none while unmounted, or detached (see `pid`).
     pub mountpoint: Option<std::path::PathBuf>,
+    /// Its daemon: it may run without a mount point when a bind of its mount outlived it.
     pub pid: Option<u32>,
     /// Bytes of the files in the upper directory.
     pub upper_bytes: u64,
@@ -22,7 +25,11 @@ pub fn list(store: &Store) -> Result<Vec<ContainerStatus>, ContainerError> {
     drop(db);
     let mut out = Vec::new();
     for c in containers {
-        let state = live_state(store, &c.name);
+        let (mountpoint, pid) = match daemon_at(&dir(store, &c.name)) {
+            Daemon::Mounted(state) => (Some(state.mountpoint), Some(state.pid)),
+            Daemon::Detached(state) => (None, Some(state.pid)),
+            Daemon::Gone => (None, None),
+        };
         let upper = dir(store, &c.name).join("upper");
         let upper_bytes = walkdir::WalkDir::new(&upper)
             .into_iter()
@@ -39,8 +46,8 @@ pub fn list(store: &Store) -> Result<Vec<ContainerStatus>, ContainerError> {
                 .collect(),
             name: c.name,
             image: c.image,
-            mountpoint: state.as_ref().map(|s| s.mountpoint.clone()),
-            pid: state.map(|s| s.pid),
+            mountpoint,
+            pid,
             upper_bytes,
         });
     }

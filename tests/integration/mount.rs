@@ -565,10 +565,20 @@ fn a_mount_detached_but_bound_elsewhere_keeps_its_container() {
         .expect("mount --bind");
     assert!(status.success());
     snapfs::sys::unmount(&mounted.dir).expect("unmount the mount point");
-    for args in [&["rm", "--force", "d"][..], &["umount", "d"]] {
+    let elsewhere = mounted.dir.to_str().expect("utf-8");
+    for args in [
+        &["rm", "--force", "d"][..],
+        &["umount", "d"],
+        &["mount", "d", elsewhere],
+    ] {
         let err = root.snap(args).fails();
         assert!(err.contains("still serves a mount"), "{args:?}: {err}");
     }
+    let ps: serde_json::Value = serde_json::from_str(&root.ok(&["ps", "--json"])).expect("ps");
+    assert!(
+        ps[0]["mountpoint"].is_null() && ps[0]["pid"].is_u64(),
+        "{ps}"
+    );
     let upper = root.store().join("containers/d/upper/etc/hostname");
     assert_eq!(
         fs::read_to_string(upper).expect("the upper is kept"),
