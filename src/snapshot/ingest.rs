@@ -31,8 +31,9 @@ pub(super) struct Job {
 struct State {
     queue: VecDeque<Job>,
     running: bool,
-    /// Directories whose ingest failed, with why (tried again when the snapshotter restarts).
-    failed: HashMap<u64, String>,
+    /// Jobs that failed, in the order they ran, with why: queued again by
+    /// [`IngestQueue::retry_failed`] (a container waiting for one) and at the next start.
+    failed: Vec<(Job, String)>,
 }
 
 /// The queue of pending snapshots, in commit order.
@@ -67,7 +68,7 @@ impl IngestQueue {
         let mut state = self.state();
         state.running = false;
         if let Err(reason) = result {
-            state.failed.insert(job.dir, reason);
+            state.failed.push((job.clone(), reason));
         }
         self.changed.notify_all();
     }
@@ -79,7 +80,19 @@ impl IngestQueue {
     }
 
     fn failure(&self, dir: u64) -> Option<String> {
-        self.state().failed.get(&dir).cloned()
+        let state = self.state();
+        let failed = state.failed.iter().find(|(job, _)| job.dir == dir);
+        failed.map(|(_, reason)| reason.clone())
+    }
+
+    /// Queues the failed jobs again, first and in their order (parents before children).
+    fn retry_failed(&self) {
+        let mut state = self.state();
+        let failed = std::mem::take(&mut state.failed);
+        for (job, _) in failed.into_iter().rev() {
+            state.queue.push_front(job);
+        }
+        self.changed.notify_all();
     }
 
     /// Waits until a job ends or is queued, or `timeout` passes.
@@ -194,18 +207,24 @@ impl Snapshots {
     }
 
     /// Committed snapshot `key`, once its layer is stored: stores queued snapshots itself
-    /// while no other thread does, else waits for them.
+    /// while no other thread does, else waits for them. Failed ingests are tried once more
+    /// (the disk may have room again) before their error is returned.
     pub(super) fn wait_stored(&self, key: &str) -> Result<SnapshotRecord, SnapshotError> {
+        let mut retried = false;
         loop {
             let record = self.stat(key)?;
             if !record.pending {
                 return Ok(record);
             }
             if let Some(reason) = self.ingests.failure(record.dir) {
-                return Err(SnapshotError::NotStored {
-                    key: key.to_string(),
-                    reason,
-                });
+                if retried {
+                    return Err(SnapshotError::NotStored {
+                        key: key.to_string(),
+                        reason,
+                    });
+                }
+                retried = true;
+                self.ingests.retry_failed();
             }
             if self.ingests.idle() {
                 // Nothing queued, yet it is pending (which should not happen; a wait must
@@ -406,6 +425,28 @@ mod tests {
         assert!(upper.is_dir());
         assert!(snapshots.ingest_next());
         assert!(!upper.exists());
+    }
+
+    #[test]
+    fn a_failed_ingest_is_tried_again_by_the_next_container() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        let upper = unpack(&snapshots, "ns/extract-1/a", "", "a");
+        unpack(&snapshots, "ns/extract-2/b", "ns/extract-1/a", "b");
+        // The parent's upper is unreadable (as on a failing disk): both fail.
+        let aside = upper.with_file_name("upper.aside");
+        std::fs::rename(&upper, &aside).unwrap();
+        assert!(snapshots.ingest_next() && snapshots.ingest_next());
+        assert!(snapshots.stat("ns/extract-2/b").unwrap().pending);
+        let failed = snapshots.wait_stored("ns/extract-2/b").unwrap_err();
+        assert!(
+            matches!(failed, SnapshotError::NotStored { .. }),
+            "{failed}"
+        );
+        // Once it is readable again, the next wait stores both, parent first.
+        std::fs::rename(&aside, &upper).unwrap();
+        let b = snapshots.wait_stored("ns/extract-2/b").unwrap();
+        assert_eq!(b.layers.len(), 2);
     }
 
     #[test]
