@@ -451,8 +451,9 @@ impl UnionFs {
     pub fn readlink(&self, id: u64) -> Result<Vec<u8>, FsError> {
         let (path, lower) = self.node(id)?;
         if self.in_upper(&path)?.is_some() {
-            let target = rustix::fs::readlinkat(self.upper.root_fd(), rel(&path), Vec::new())
-                .map_err(|e| errno(e, &path))?;
+            let (dir, name) = self.upper.parent_beneath(&path)?;
+            let target =
+                rustix::fs::readlinkat(&dir, rel(name), Vec::new()).map_err(|e| errno(e, &path))?;
             return Ok(target.into_bytes());
         }
         let ino = lower.ok_or_else(|| enoent(&path))?;
@@ -498,21 +499,13 @@ impl UnionFs {
                 return Ok(None);
             }
         }
-        let fd: OwnedFd = rustix::fs::openat(
-            self.upper.root_fd(),
-            rel(&path),
-            OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )
-        .or_else(|_| {
-            rustix::fs::openat(
-                self.upper.root_fd(),
-                rel(&path),
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-        })
-        .map_err(|e| errno(e, &path))?;
+        let fd: OwnedFd = self
+            .upper
+            .open_beneath(&path, OFlags::RDWR, Mode::empty())
+            .or_else(|_| {
+                self.upper
+                    .open_beneath(&path, OFlags::RDONLY, Mode::empty())
+            })?;
         if flags & libc::O_TRUNC != 0 && writes {
             rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, &path))?;
         }
@@ -718,13 +711,11 @@ impl UnionFs {
             let (tmp, fd) = self.upper.create_in_work(mode_bits)?;
             (fd, Some(tmp))
         } else {
-            let fd = rustix::fs::openat(
-                self.upper.root_fd(),
-                rel(&path),
-                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            let fd = self.upper.open_beneath(
+                &path,
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
                 mode_bits,
-            )
-            .map_err(|e| errno(e, &path))?;
+            )?;
             (fd, None)
         };
         let finished = (|| {
@@ -1067,20 +1058,25 @@ impl UnionFs {
             let _ns = self.lock_ns();
             self.copy_up(&path, lower, size != Some(0))?;
         }
-        let root = self.upper.root_fd();
+        // Every call goes through descriptors opened beneath the upper root (see `Upper`).
+        let (dir, name) = self.upper.parent_beneath(&path)?;
         if let Some(mode) = mode {
-            rustix::fs::chmodat(
-                &root,
-                rel(&path),
-                Mode::from_raw_mode(mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(|e| errno(e, &path))?;
+            let target = self
+                .upper
+                .open_beneath(&path, OFlags::PATH, Mode::empty())?;
+            let st = rustix::fs::fstat(&target).map_err(|e| errno(e, &path))?;
+            // A symlink has no mode of its own to change; anything else is changed through
+            // its descriptor.
+            if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                let through = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target));
+                rustix::fs::chmod(through.as_str(), Mode::from_raw_mode(mode & 0o7777))
+                    .map_err(|e| errno(e, &path))?;
+            }
         }
         if uid.is_some() || gid.is_some() {
             rustix::fs::chownat(
-                &root,
-                rel(&path),
+                &dir,
+                rel(name),
                 uid.map(rustix::fs::Uid::from_raw),
                 gid.map(rustix::fs::Gid::from_raw),
                 AtFlags::SYMLINK_NOFOLLOW,
@@ -1091,13 +1087,9 @@ impl UnionFs {
             match file {
                 Some(f) => rustix::fs::ftruncate(f, size).map_err(|e| errno(e, &path))?,
                 None => {
-                    let fd = rustix::fs::openat(
-                        &root,
-                        rel(&path),
-                        OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| errno(e, &path))?;
+                    let fd = self
+                        .upper
+                        .open_beneath(&path, OFlags::WRONLY, Mode::empty())?;
                     rustix::fs::ftruncate(&fd, size).map_err(|e| errno(e, &path))?;
                 }
             }
@@ -1121,7 +1113,7 @@ impl UnionFs {
                 last_access: spec(atime),
                 last_modification: spec(mtime),
             };
-            rustix::fs::utimensat(&root, rel(&path), &times, AtFlags::SYMLINK_NOFOLLOW)
+            rustix::fs::utimensat(&dir, rel(name), &times, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| errno(e, &path))?;
         }
         self.getattr(id)
@@ -1133,9 +1125,9 @@ impl UnionFs {
             return Err(FsError::refused("overlay xattr", libc::ENODATA));
         }
         if self.in_upper(&path)?.is_some() {
-            let full = self.upper.root.join(rel(&path));
+            let full = self.upper.proc_path(&path)?;
             let mut buf = vec![0u8; 64 * 1024];
-            let n = rustix::fs::lgetxattr(&full, OsStr::from_bytes(name), &mut buf[..])
+            let n = rustix::fs::lgetxattr(&full.path, OsStr::from_bytes(name), &mut buf[..])
                 .map_err(|e| errno(e, &path))?;
             buf.truncate(n);
             return Ok(buf);
@@ -1156,7 +1148,7 @@ impl UnionFs {
     pub fn listxattr(&self, id: u64) -> Result<Vec<u8>, FsError> {
         let (path, lower) = self.node(id)?;
         let names: Vec<Vec<u8>> = if self.in_upper(&path)?.is_some() {
-            crate::sys::xattrs(&self.upper.root.join(rel(&path)))
+            crate::sys::xattrs(&self.upper.proc_path(&path)?.path)
                 .map_err(|e| FsError::Io {
                     path: String::from_utf8_lossy(&path).into_owned(),
                     errno: e.raw_os_error().unwrap_or(libc::EIO),
@@ -1197,16 +1189,16 @@ impl UnionFs {
             let _ns = self.lock_ns();
             self.copy_up(&path, lower, true)?;
         }
-        let full = self.upper.root.join(rel(&path));
+        let full = self.upper.proc_path(&path)?;
         let key = OsStr::from_bytes(name);
         match value {
             Some(v) => rustix::fs::lsetxattr(
-                &full,
+                &full.path,
                 key,
                 v,
                 rustix::fs::XattrFlags::from_bits_retain(flags as u32),
             ),
-            None => rustix::fs::lremovexattr(&full, key),
+            None => rustix::fs::lremovexattr(&full.path, key),
         }
         .map_err(|e| errno(e, &path))
     }
@@ -1217,13 +1209,9 @@ impl UnionFs {
         if self.in_upper(&path)?.is_none() {
             return Ok(());
         }
-        let fd = rustix::fs::openat(
-            self.upper.root_fd(),
-            rel(&path),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| errno(e, &path))?;
+        let fd =
+            self.upper
+                .open_beneath(&path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
         rustix::fs::fsync(&fd).map_err(|e| errno(e, &path))
     }
 

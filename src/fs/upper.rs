@@ -1,13 +1,21 @@
 //! The container's upper directory, in overlayfs's format: entries by path relative to the
 //! upper root, whiteouts (char device 0/0), opaque markers (`trusted.overlay.opaque=y`), and
 //! copy-up of lower entries through the work directory (same filesystem, atomic rename).
+//!
+//! The container can turn any directory of its tree into a symlink (to `/etc`, say) between
+//! the moment the daemon reads a node's path and the moment it uses it. Paths that give the
+//! container a descriptor or change an inode are therefore resolved with `openat2` beneath
+//! the upper root and without following any symlink ([`Upper::open_beneath`],
+//! [`Upper::parent_beneath`]): a raced path fails instead of reaching the host.
 
 use super::FsError;
 use crate::index::{Index, NodeKind};
 use crate::model::Ino;
 use crate::store::Store;
 use crate::sys::Mapped;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat, Timespec, Timestamps,
+};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -16,6 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::layer::overlay::{OPAQUE_XATTR, is_private_xattr};
+
+/// A path through a held directory descriptor ([`Upper::proc_path`]).
+pub struct ProcPath {
+    _dir: OwnedFd,
+    pub path: PathBuf,
+}
 
 /// The upper and work directories of one container.
 pub struct Upper {
@@ -79,6 +93,46 @@ impl Upper {
         self.root_fd.as_fd()
     }
 
+    /// Opens `path` beneath the upper root, following no symlink on the way or at the end.
+    pub fn open_beneath(&self, path: &[u8], flags: OFlags, mode: Mode) -> Result<OwnedFd, FsError> {
+        rustix::fs::openat2(
+            &self.root_fd,
+            rel(path),
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            mode,
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| io(path, e))
+    }
+
+    /// The directory that holds `path`, opened (`O_PATH`) beneath the upper root without
+    /// following symlinks, and the entry's name in it; the root itself for the root.
+    pub fn parent_beneath<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p [u8]), FsError> {
+        let (parent, name) = if path.is_empty() {
+            (&[][..], &b"."[..])
+        } else {
+            parent_of(path)
+        };
+        let dir = self.open_beneath(parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+        Ok((dir, name))
+    }
+
+    /// A path that names `path`'s entry through its parent's descriptor, for the calls that
+    /// take only paths (xattrs): `/proc/self/fd/N/name`. Use it with the `l*` calls, which do
+    /// not follow the final name; the descriptor is held by the returned value.
+    pub fn proc_path(&self, path: &[u8]) -> Result<ProcPath, FsError> {
+        let (dir, name) = self.parent_beneath(path)?;
+        let mut full = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        ));
+        full.push(OsStr::from_bytes(name));
+        Ok(ProcPath {
+            _dir: dir,
+            path: full,
+        })
+    }
+
     /// Where a new entry for `path` is made: `path` itself in the upper directory, or a fresh
     /// name in the work directory when `over_whiteout` (it is then put in place with
     /// [`Upper::swap_in`], so the name never shows the lower entry the whiteout hides).
@@ -108,9 +162,11 @@ impl Upper {
     }
 
     pub fn is_opaque(&self, path: &[u8]) -> bool {
-        let full = self.root.join(rel(path));
+        let Ok(full) = self.proc_path(path) else {
+            return false;
+        };
         let mut buf = [0u8; 4];
-        matches!(rustix::fs::lgetxattr(&full, OPAQUE_XATTR, &mut buf[..]), Ok(1) if buf[0] == b'y')
+        matches!(rustix::fs::lgetxattr(&full.path, OPAQUE_XATTR, &mut buf[..]), Ok(1) if buf[0] == b'y')
     }
 
     pub fn set_opaque(&self, path: &[u8]) -> Result<(), FsError> {
@@ -486,5 +542,62 @@ impl LowerMeta {
             },
             inode.kind,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_through_a_symlink_never_leave_the_upper_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, work, outside) = (
+            dir.path().join("upper"),
+            dir.path().join("work"),
+            dir.path().join("host"),
+        );
+        for d in [&root, &work, &outside, &root.join("real")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(outside.join("secret"), b"host").unwrap();
+        std::fs::write(root.join("real/file"), b"upper").unwrap();
+        // What a container can make between the daemon's look at a path and its use of it.
+        std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("rel")).unwrap();
+        let upper = Upper::open(&root, &work).unwrap();
+
+        for path in [&b"d/secret"[..], b"rel/file"] {
+            assert!(
+                upper
+                    .open_beneath(path, OFlags::RDONLY, Mode::empty())
+                    .is_err()
+            );
+            assert!(upper.parent_beneath(path).is_err());
+            assert!(upper.proc_path(path).is_err());
+        }
+        // A symlink as the last name is never followed either.
+        assert!(
+            upper
+                .open_beneath(b"d", OFlags::RDONLY, Mode::empty())
+                .is_err()
+        );
+
+        let file = upper
+            .open_beneath(b"real/file", OFlags::RDONLY, Mode::empty())
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&file)
+            ))
+            .unwrap(),
+            "upper"
+        );
+        let (parent, name) = upper.parent_beneath(b"real/file").unwrap();
+        assert_eq!(name, b"file");
+        assert!(rustix::fs::statat(&parent, rel(name), AtFlags::SYMLINK_NOFOLLOW).is_ok());
+        let root_parent = upper.parent_beneath(b"").unwrap();
+        assert_eq!(root_parent.1, b".");
     }
 }
