@@ -144,11 +144,22 @@ impl Upper {
         }
     }
 
-    /// The upper entry at `path`, if any (whiteouts included).
+    /// The upper entry at `path`, if any (whiteouts included). Resolved beneath the root
+    /// without symlinks on the way, like [`Upper::open_beneath`]: a path that runs through
+    /// a symlink has no upper entry.
     pub fn stat(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
-        match rustix::fs::statat(&self.root_fd, rel(path), AtFlags::SYMLINK_NOFOLLOW) {
+        let entry = rustix::fs::openat2(
+            &self.root_fd,
+            rel(path),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        );
+        match entry.and_then(|fd| rustix::fs::fstat(&fd)) {
             Ok(st) => Ok(Some(st)),
-            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => Ok(None),
+            Err(rustix::io::Errno::NOENT)
+            | Err(rustix::io::Errno::NOTDIR)
+            | Err(rustix::io::Errno::LOOP) => Ok(None),
             Err(e) => Err(io(path, e)),
         }
     }
@@ -576,7 +587,11 @@ mod tests {
             assert!(upper.parent_beneath(path).is_err());
             assert!(upper.proc_path(path).is_err());
         }
-        // A symlink as the last name is never followed either.
+        // A symlink as the last name is never followed either, but is an entry.
+        let link = upper.stat(b"d").unwrap().expect("the symlink is an entry");
+        assert_eq!(FileType::from_raw_mode(link.st_mode), FileType::Symlink);
+        assert!(upper.stat(b"d/secret").unwrap().is_none());
+        assert!(upper.stat(b"real/file").unwrap().is_some());
         assert!(
             upper
                 .open_beneath(b"d", OFlags::RDONLY, Mode::empty())
