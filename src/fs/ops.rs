@@ -476,7 +476,7 @@ impl UnionFs {
         lower_open: bool,
         caller_uid: u32,
     ) -> Result<Option<(File, bool)>, FsError> {
-        let (path, lower) = self.node(id)?;
+        let (mut path, lower) = self.node(id)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if self.in_upper(&path)?.is_none() {
             let ino = lower.ok_or_else(|| enoent(&path))?;
@@ -494,10 +494,13 @@ impl UnionFs {
                 ));
             }
             let _ns = self.lock_ns();
-            self.copy_up(&path, Some(ino), flags & libc::O_TRUNC == 0)?;
+            // Read again under the lock: a rename may have moved it since.
+            let (now, now_lower) = self.node(id)?;
+            self.copy_up(&now, now_lower, flags & libc::O_TRUNC == 0)?;
             if lower_open {
                 return Ok(None);
             }
+            path = now;
         }
         let fd: OwnedFd = self
             .upper
@@ -1053,11 +1056,13 @@ impl UnionFs {
         mtime: Option<Option<(i64, u32)>>,
         file: Option<&File>,
     ) -> Result<Attr, FsError> {
-        let (path, lower) = self.node(id)?;
-        {
+        // The path is read under the namespace lock, where no rename moves it.
+        let path = {
             let _ns = self.lock_ns();
+            let (path, lower) = self.node(id)?;
             self.copy_up(&path, lower, size != Some(0))?;
-        }
+            path
+        };
         // Every call goes through descriptors opened beneath the upper root (see `Upper`).
         let (dir, name) = self.upper.parent_beneath(&path)?;
         if let Some(mode) = mode {
@@ -1184,11 +1189,12 @@ impl UnionFs {
         if is_private_xattr(name) {
             return Err(FsError::refused("overlay xattr", libc::EPERM));
         }
-        let (path, lower) = self.node(id)?;
-        {
+        let path = {
             let _ns = self.lock_ns();
+            let (path, lower) = self.node(id)?;
             self.copy_up(&path, lower, true)?;
-        }
+            path
+        };
         let full = self.upper.proc_path(&path)?;
         let key = OsStr::from_bytes(name);
         match value {
