@@ -548,6 +548,48 @@ fn many_containers_of_one_image_are_independent() {
 }
 
 #[test]
+fn writes_and_truncation_drop_file_capabilities() {
+    let root = Root::new();
+    ops_image(&root);
+    let mounted = Mounted::new(&root, "ops", "caps");
+    let file = mounted.path("etc/hostname");
+    // vfs_cap_data, revision 2, effective: cap_net_raw permitted.
+    let cap: [u8; 20] = [
+        0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let has_cap = || {
+        let mut buf = [0u8; 64];
+        rustix::fs::getxattr(&file, "security.capability", &mut buf[..]).is_ok()
+    };
+    let set_cap = || {
+        rustix::fs::setxattr(
+            &file,
+            "security.capability",
+            &cap,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("setxattr security.capability");
+        assert!(has_cap());
+    };
+    // As on overlayfs (and any local filesystem): a write, by root too, drops them.
+    set_cap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .expect("open");
+    std::io::Write::write_all(&mut f, b"more\n").expect("write");
+    drop(f);
+    assert!(!has_cap(), "a write kept security.capability");
+    set_cap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(3))
+        .expect("truncate");
+    assert!(!has_cap(), "a truncation kept security.capability");
+}
+
+#[test]
 fn a_mount_detached_but_bound_elsewhere_keeps_its_container() {
     let root = Root::new();
     ops_image(&root);
