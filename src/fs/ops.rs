@@ -1073,8 +1073,7 @@ impl UnionFs {
             // A symlink has no mode of its own to change; anything else is changed through
             // its descriptor.
             if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
-                let through = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target));
-                rustix::fs::chmod(through.as_str(), Mode::from_raw_mode(mode & 0o7777))
+                rustix::fs::chmod(Upper::fd_path(&target), Mode::from_raw_mode(mode & 0o7777))
                     .map_err(|e| errno(e, &path))?;
             }
         }

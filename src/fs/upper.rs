@@ -95,6 +95,11 @@ impl Upper {
 
     /// Opens `path` beneath the upper root, following no symlink on the way or at the end.
     pub fn open_beneath(&self, path: &[u8], flags: OFlags, mode: Mode) -> Result<OwnedFd, FsError> {
+        self.resolve(path, flags, mode).map_err(|e| io(path, e))
+    }
+
+    /// The `openat2` behind [`Upper::open_beneath`], with the bare errno.
+    fn resolve(&self, path: &[u8], flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
         rustix::fs::openat2(
             &self.root_fd,
             rel(path),
@@ -102,7 +107,6 @@ impl Upper {
             mode,
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         )
-        .map_err(|e| io(path, e))
     }
 
     /// The directory that holds `path`, opened (`O_PATH`) beneath the upper root without
@@ -117,16 +121,20 @@ impl Upper {
         Ok((dir, name))
     }
 
+    /// `/proc/self/fd/N`: the inode `fd` holds, for calls that take only paths.
+    pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(fd)
+        ))
+    }
+
     /// A path that names `path`'s entry through its parent's descriptor, for the calls that
     /// take only paths (xattrs): `/proc/self/fd/N/name`. Use it with the `l*` calls, which do
     /// not follow the final name; the descriptor is held by the returned value.
     pub fn proc_path(&self, path: &[u8]) -> Result<ProcPath, FsError> {
         let (dir, name) = self.parent_beneath(path)?;
-        let mut full = PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&dir)
-        ));
-        full.push(OsStr::from_bytes(name));
+        let full = Self::fd_path(&dir).join(OsStr::from_bytes(name));
         Ok(ProcPath {
             _dir: dir,
             path: full,
@@ -148,13 +156,7 @@ impl Upper {
     /// without symlinks on the way, like [`Upper::open_beneath`]: a path that runs through
     /// a symlink has no upper entry.
     pub fn stat(&self, path: &[u8]) -> Result<Option<Stat>, FsError> {
-        let entry = rustix::fs::openat2(
-            &self.root_fd,
-            rel(path),
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        );
+        let entry = self.resolve(path, OFlags::PATH, Mode::empty());
         match entry.and_then(|fd| rustix::fs::fstat(&fd)) {
             Ok(st) => Ok(Some(st)),
             Err(rustix::io::Errno::NOENT)
