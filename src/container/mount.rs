@@ -50,11 +50,9 @@ pub fn daemon_at(dir: &Path) -> Daemon {
     else {
         return Daemon::Gone;
     };
-    // The daemon holds the directory's lock while it runs: a pid reused after a reboot does
-    // not.
-    if crate::sys::process_alive(state.pid)
-        && crate::sys::holds_flock(state.pid, &dir.join("daemon.lock"))
-    {
+    // The daemon holds the directory's lock while it runs (a dead one holds nothing): a pid
+    // reused after a reboot does not.
+    if crate::sys::holds_flock(state.pid, &dir.join("daemon.lock")) {
         return if crate::sys::is_mount_point(&state.mountpoint) {
             Daemon::Mounted(state)
         } else {
@@ -270,16 +268,13 @@ pub fn stop(dir: &Path, what: &str) -> Result<MountState, ContainerError> {
     wait_for_exit(dir, what, state)
 }
 
-/// [`stop`], unless the mount is in use (a container still runs on it): then `None`, and
-/// the daemon serves on.
-pub fn stop_unless_busy(dir: &Path, what: &str) -> Result<Option<MountState>, ContainerError> {
-    let Daemon::Mounted(state) = daemon_at(dir) else {
-        return Ok(None);
-    };
+/// [`stop`] for the daemon of `dir` mounted as `state` (from [`daemon_at`]), unless the mount
+/// is in use (a container still runs on it): then false, and the daemon serves on.
+pub fn stop_unless_busy(dir: &Path, what: &str, state: MountState) -> Result<bool, ContainerError> {
     if !crate::sys::unmount_unless_busy(&state.mountpoint).map_err(io_err(&state.mountpoint))? {
-        return Ok(None);
+        return Ok(false);
     }
-    wait_for_exit(dir, what, state).map(Some)
+    wait_for_exit(dir, what, state).map(|_| true)
 }
 
 /// The error for a daemon that serves only a mount elsewhere.

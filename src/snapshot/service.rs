@@ -391,12 +391,17 @@ impl Snapshots {
         let dir = self.dir(n);
         let mut stopped = true;
         for daemon_dir in [dir.join("parent"), dir] {
-            if matches!(daemon_at(&daemon_dir), Daemon::Gone) {
-                continue;
-            }
-            match stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string()) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
+            let stop = match daemon_at(&daemon_dir) {
+                Daemon::Gone => continue,
+                Daemon::Mounted(state) => {
+                    stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string(), state)
+                }
+                // Its mount lives on only elsewhere: in use.
+                Daemon::Detached(_) => Ok(false),
+            };
+            match stop {
+                Ok(true) => {}
+                Ok(false) => {
                     tracing::info!(
                         "{}: still in use; left for a later cleanup",
                         daemon_dir.display()

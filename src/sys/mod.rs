@@ -177,25 +177,33 @@ pub fn unmount_unless_busy(path: &std::path::Path) -> io::Result<bool> {
 /// Whether the filesystem mounted at `path` is mounted somewhere else too (in this mount
 /// namespace): a bind mount of it, which keeps it alive after `path` is unmounted.
 pub fn mounted_elsewhere(path: &std::path::Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy().replace(' ', "\\040");
-    // Fields: id, parent id, major:minor, root, mount point, ...
-    let mounts: Vec<(&str, &str)> = info
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ').skip(2);
-            let device = fields.next()?;
-            Some((device, fields.nth(1)?))
-        })
-        .collect();
+    let wanted = mountinfo_path(path);
+    let mounts = mounts();
     let Some((device, _)) = mounts.iter().find(|(_, point)| *point == wanted) else {
         return false;
     };
     mounts
         .iter()
         .any(|(other, point)| other == device && *point != wanted)
+}
+
+/// The mounts of this mount namespace, as `(major:minor, mount point)` from
+/// /proc/self/mountinfo (fields: id, parent id, major:minor, root, mount point, ...); none
+/// if it cannot be read.
+fn mounts() -> Vec<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ').skip(2);
+            let device = fields.next()?;
+            Some((device.to_string(), fields.nth(1)?.to_string()))
+        })
+        .collect()
+}
+
+/// `path` as /proc/self/mountinfo writes it (spaces escaped).
+fn mountinfo_path(path: &std::path::Path) -> String {
+    path.to_string_lossy().replace(' ', "\\040")
 }
 
 /// Whether process `pid` holds an flock on `path`, as /proc/locks lists it (lines like
@@ -234,12 +242,8 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Whether `path` is a mount point (listed in /proc/self/mountinfo).
 pub fn is_mount_point(path: &std::path::Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+    let wanted = mountinfo_path(path);
+    mounts().iter().any(|(_, point)| *point == wanted)
 }
 
 #[cfg(test)]
