@@ -1,7 +1,7 @@
 //! The daemon's control socket (`containers/<name>/control.sock`): `snap commit` asks the
 //! daemon to freeze the container's namespace while it reads the upper directory.
 //!
-//! Protocol: the client sends `freeze\n`; the daemon takes the filesystem's namespace lock and
+//! Protocol: the client sends `freeze\n`; the daemon locks the filesystem's whole namespace and
 //! answers `frozen\n`; the freeze lasts until the client closes the connection (or dies: the
 //! kernel closes it), so a killed commit never leaves a container frozen.
 

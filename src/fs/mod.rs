@@ -15,6 +15,7 @@
 //! Nodes are looked up by path, so a node keeps working after copy-up or rename.
 
 mod dispatch;
+mod locks;
 mod ops;
 mod upper;
 

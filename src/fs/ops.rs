@@ -1,6 +1,7 @@
 //! The union filesystem's operations, independent of FUSE's reply types.
 
 use super::FsError;
+use super::locks::{NamespaceGuard, NamespaceLocks};
 use super::upper::{LowerMeta, Upper, is_private_xattr, join, parent_of, rel};
 use crate::index::{Index, NodeKind};
 use crate::model::Ino;
@@ -12,7 +13,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 
 /// Node ids of upper entries carry this bit; index inode numbers never do.
 pub const UPPER_BIT: u64 = 1 << 62;
@@ -26,6 +27,13 @@ pub struct Node {
     /// directory. `None` for upper entries and opaque directories.
     pub lower: Option<Ino>,
     pub lookups: u64,
+}
+
+/// A node's path and lower inode, read under the namespace locks held with them.
+struct Locked<'a> {
+    _guard: NamespaceGuard<'a>,
+    path: Vec<u8>,
+    lower: Option<Ino>,
 }
 
 /// What a name resolves to.
@@ -60,8 +68,8 @@ pub struct UnionFs {
     pub(super) store: Store,
     pub(super) upper: Upper,
     pub(super) nodes: RwLock<HashMap<u64, Node>>,
-    /// Serialises changes to the upper directory's namespace (create, unlink, rename, copy-up).
-    ns: Mutex<()>,
+    /// Orders changes to the upper directory's namespace (create, unlink, rename, copy-up).
+    locks: NamespaceLocks,
     /// Lower inode → every path of it, for lower hardlinks (built at the first copy-up of one).
     lower_links: OnceLock<HashMap<u64, Vec<Vec<u8>>>>,
 }
@@ -107,20 +115,109 @@ impl UnionFs {
             store,
             upper,
             nodes: RwLock::new(nodes),
-            ns: Mutex::new(()),
+            locks: NamespaceLocks::default(),
             lower_links: OnceLock::new(),
         }
-    }
-
-    pub(super) fn lock_ns(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.ns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Holds every change that goes through the daemon (create, unlink, rename, copy-up,
     /// setattr, xattrs) until the guard is dropped: `snap commit` reads the upper meanwhile.
     /// Reads and writes of open files go through passthrough and are not held.
-    pub fn freeze(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock_ns()
+    pub fn freeze(&self) -> NamespaceGuard<'_> {
+        self.locks.whole()
+    }
+
+    /// Adds to `dirs` what a change to the entries of the directory `dir` locks: `dir`, and
+    /// the parent of each directory on the way to it that copy-up has yet to make.
+    fn dirs_changed_in(&self, dir: &[u8], dirs: &mut Vec<Vec<u8>>) -> Result<(), FsError> {
+        dirs.push(dir.to_vec());
+        let mut missing = dir;
+        while !missing.is_empty() && self.upper.stat(missing)?.is_none() {
+            missing = parent_of(missing).0;
+            dirs.push(missing.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Whether changing the entry `found` needs the whole namespace: moving a directory
+    /// moves every path below it, and copying up a lower hardlink links its other names in
+    /// directories nobody locked.
+    fn needs_whole_namespace(&self, found: &Found) -> bool {
+        self.is_dir(found) || (found.upper.is_none() && self.is_lower_hardlink(found.lower))
+    }
+
+    fn is_lower_hardlink(&self, lower: Option<Ino>) -> bool {
+        lower
+            .and_then(|l| self.index.inode(l))
+            .is_some_and(|i| i.nlink > 1 && matches!(i.kind, NodeKind::File { .. }))
+    }
+
+    fn is_dir(&self, found: &Found) -> bool {
+        found.upper.as_ref().map_or_else(
+            || {
+                matches!(
+                    found
+                        .lower
+                        .and_then(|l| self.index.inode(l))
+                        .map(|i| i.kind),
+                    Some(NodeKind::Dir { .. })
+                )
+            },
+            Upper::is_dir,
+        )
+    }
+
+    /// Locks what copying node `id` up changes (its parent directory, or the whole namespace
+    /// for a lower hardlink), and the entries of the directory node `also_dir` if given;
+    /// returns the node's path and lower inode as read under the locks.
+    fn lock_node(&self, id: u64, also_dir: Option<u64>) -> Result<Locked<'_>, FsError> {
+        loop {
+            let shared = self.locks.shared();
+            let (path, lower) = self.node(id)?;
+            if self.in_upper(&path)?.is_none() && self.is_lower_hardlink(lower) {
+                drop(shared);
+                let guard = self.locks.whole();
+                let (path, lower) = self.node(id)?;
+                return Ok(Locked {
+                    _guard: guard,
+                    path,
+                    lower,
+                });
+            }
+            let mut dirs = Vec::new();
+            self.dirs_changed_in(parent_of(&path).0, &mut dirs)?;
+            if let Some(dir) = also_dir {
+                self.dirs_changed_in(&self.node(dir)?.0, &mut dirs)?;
+            }
+            let guard = shared.lock_dirs(&dirs);
+            // A file renamed to another directory meanwhile is locked again there.
+            let (now, lower) = self.node(id)?;
+            if parent_of(&now).0 == parent_of(&path).0 {
+                return Ok(Locked {
+                    _guard: guard,
+                    path: now,
+                    lower,
+                });
+            }
+        }
+    }
+
+    /// Locks the entries of the directory node `dir` (and what copying it up changes), plus
+    /// the paths `below` in it (an rmdir changes the directory it removes); returns its
+    /// path and lower inode as read under the locks.
+    fn lock_dir(&self, dir: u64, below: Option<&[u8]>) -> Result<Locked<'_>, FsError> {
+        let shared = self.locks.shared();
+        let (path, lower) = self.node(dir)?;
+        let mut dirs = Vec::new();
+        self.dirs_changed_in(&path, &mut dirs)?;
+        if let Some(name) = below {
+            dirs.push(join(&path, name));
+        }
+        Ok(Locked {
+            _guard: shared.lock_dirs(&dirs),
+            path,
+            lower,
+        })
     }
 
     /// The node `id`: its first path and its lower inode.
@@ -311,7 +408,9 @@ impl UnionFs {
     }
 
     /// Copies the lower entry `ino` at `path` up, unless the upper dir already has it; the
-    /// other names of a lower hardlink are linked to the copy, so it stays one inode.
+    /// other names of a lower hardlink are linked to the copy, so it stays one inode. The
+    /// caller holds the locks of the parent directory (and of missing ancestors), or the
+    /// whole namespace for a lower hardlink.
     pub(super) fn copy_up(
         &self,
         path: &[u8],
@@ -493,14 +592,13 @@ impl UnionFs {
                     libc::EINVAL,
                 ));
             }
-            let _ns = self.lock_ns();
-            // Read again under the lock: a rename may have moved it since.
-            let (now, now_lower) = self.node(id)?;
-            self.copy_up(&now, now_lower, flags & libc::O_TRUNC == 0)?;
+            // Read again under the locks: a rename may have moved it since.
+            let locked = self.lock_node(id, None)?;
+            self.copy_up(&locked.path, locked.lower, flags & libc::O_TRUNC == 0)?;
             if lower_open {
                 return Ok(None);
             }
-            path = now;
+            path = locked.path;
         }
         let fd: OwnedFd = self
             .upper
@@ -574,16 +672,20 @@ impl UnionFs {
     /// Checks that `name` is free in `parent` and makes the parent an upper directory.
     /// Returns the new path, whether a lower entry of that name exists (hidden by a
     /// whiteout, or in a directory made opaque), and whether a whiteout is at the path.
-    fn prepare_new(&self, parent: u64, name: &[u8]) -> Result<(Vec<u8>, bool, bool), FsError> {
-        let (parent_path, parent_lower) = self.node(parent)?;
-        if !is_missing(self.child_of(&parent_path, parent_lower, name))? {
+    fn prepare_new(
+        &self,
+        parent_path: &[u8],
+        parent_lower: Option<Ino>,
+        name: &[u8],
+    ) -> Result<(Vec<u8>, bool, bool), FsError> {
+        if !is_missing(self.child_of(parent_path, parent_lower, name))? {
             return Err(FsError::refused(
-                String::from_utf8_lossy(&join(&parent_path, name)),
+                String::from_utf8_lossy(&join(parent_path, name)),
                 libc::EEXIST,
             ));
         }
-        self.ensure_upper_dir(&parent_path)?;
-        let path = join(&parent_path, name);
+        self.ensure_upper_dir(parent_path)?;
+        let path = join(parent_path, name);
         let over_whiteout = self
             .upper
             .stat(&path)?
@@ -606,8 +708,9 @@ impl UnionFs {
         make: impl FnOnce(&Self, BorrowedFd<'_>, &[u8], &[u8]) -> Result<(), FsError>,
         dir: bool,
     ) -> Result<Found, FsError> {
-        let _ns = self.lock_ns();
-        let (path, lower_exists, over_whiteout) = self.prepare_new(parent, name)?;
+        let parent = self.lock_dir(parent, None)?;
+        let (path, lower_exists, over_whiteout) =
+            self.prepare_new(&parent.path, parent.lower, name)?;
         let (at_dir, at_name) = self.upper.new_entry_at(&path, over_whiteout);
         make(self, at_dir, &at_name, &path)?;
         let finished = self.own(at_dir, &at_name, &path, uid, gid).and_then(|()| {
@@ -624,8 +727,7 @@ impl UnionFs {
             self.upper.discard_work(&at_name, dir);
         }
         finished?;
-        let (parent_path, parent_lower) = self.node(parent)?;
-        self.child_of(&parent_path, parent_lower, name)
+        self.child_of(&parent.path, parent.lower, name)
     }
 
     pub fn mknod_at(
@@ -684,9 +786,9 @@ impl UnionFs {
         uid: u32,
         gid: u32,
     ) -> Result<(Found, File), FsError> {
-        let _ns = self.lock_ns();
-        let (parent_path, parent_lower) = self.node(parent)?;
-        let path = join(&parent_path, name);
+        let parent = self.lock_dir(parent, None)?;
+        let (parent_path, parent_lower) = (&parent.path, parent.lower);
+        let path = join(parent_path, name);
         let lower_visible = parent_lower
             .and_then(|p| self.index.lookup(p, name))
             .is_some();
@@ -706,7 +808,7 @@ impl UnionFs {
             }
             None => false,
         };
-        self.ensure_upper_dir(&parent_path)?;
+        self.ensure_upper_dir(parent_path)?;
         let mode_bits = Mode::from_raw_mode(mode & 0o7777);
         // Over a whiteout, the file is made in the work directory and swapped in, so the
         // name never shows the lower entry the whiteout hides (not even after a crash).
@@ -722,7 +824,7 @@ impl UnionFs {
             (fd, None)
         };
         let finished = (|| {
-            let gid = match self.upper.stat(&parent_path)? {
+            let gid = match self.upper.stat(parent_path)? {
                 Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
                 _ => gid,
             };
@@ -762,22 +864,10 @@ impl UnionFs {
 
     /// Removes a name; a lower entry under it is then hidden by a whiteout.
     pub fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), FsError> {
-        let _ns = self.lock_ns();
-        let (parent_path, parent_lower) = self.node(parent)?;
-        let found = self.child_of(&parent_path, parent_lower, name)?;
-        let is_dir = found.upper.as_ref().map_or_else(
-            || {
-                matches!(
-                    found
-                        .lower
-                        .and_then(|l| self.index.inode(l))
-                        .map(|i| i.kind),
-                    Some(NodeKind::Dir { .. })
-                )
-            },
-            Upper::is_dir,
-        );
-        match (dir, is_dir) {
+        let parent = self.lock_dir(parent, Some(name))?;
+        let (parent_path, parent_lower) = (&parent.path, parent.lower);
+        let found = self.child_of(parent_path, parent_lower, name)?;
+        match (dir, self.is_dir(&found)) {
             (true, false) => {
                 return Err(FsError::refused(
                     String::from_utf8_lossy(&found.path),
@@ -812,7 +902,7 @@ impl UnionFs {
                 self.upper.unlink(&found.path, dir)?;
             }
             (false, true) => {
-                self.ensure_upper_dir(&parent_path)?;
+                self.ensure_upper_dir(parent_path)?;
                 self.upper.whiteout(&found.path)?;
             }
             (false, false) => {}
@@ -870,7 +960,25 @@ impl UnionFs {
         new_name: &[u8],
         flags: u32,
     ) -> Result<(), FsError> {
-        let _ns = self.lock_ns();
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        // A file's rename locks both directories; if what it finds under them would move a
+        // directory (or copy up a lower hardlink), it starts again with the whole namespace.
+        let mut whole = false;
+        let _locks = loop {
+            let locks = if whole {
+                self.locks.whole()
+            } else {
+                let shared = self.locks.shared();
+                let mut dirs = Vec::new();
+                self.dirs_changed_in(&self.node(parent)?.0, &mut dirs)?;
+                self.dirs_changed_in(&self.node(new_parent)?.0, &mut dirs)?;
+                shared.lock_dirs(&dirs)
+            };
+            if whole || !self.rename_needs_whole(parent, name, new_parent, new_name, exchange)? {
+                break locks;
+            }
+            whole = true;
+        };
         let (src_parent, src_parent_lower) = self.node(parent)?;
         let (dst_parent, dst_parent_lower) = self.node(new_parent)?;
         let src = self.child_of(&src_parent, src_parent_lower, name)?;
@@ -879,7 +987,6 @@ impl UnionFs {
             Err(e) if e.errno() == libc::ENOENT => None,
             Err(e) => return Err(e),
         };
-        let exchange = flags & libc::RENAME_EXCHANGE != 0;
         if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
             return Err(FsError::refused(
                 String::from_utf8_lossy(&join(&dst_parent, new_name)),
@@ -890,20 +997,9 @@ impl UnionFs {
             return Err(enoent(&join(&dst_parent, new_name)));
         }
         let dst_path = join(&dst_parent, new_name);
-        let is_dir = |f: &Found| {
-            f.upper.as_ref().map_or_else(
-                || {
-                    matches!(
-                        f.lower.and_then(|l| self.index.inode(l)).map(|i| i.kind),
-                        Some(NodeKind::Dir { .. })
-                    )
-                },
-                Upper::is_dir,
-            )
-        };
-        let src_dir = is_dir(&src);
+        let src_dir = self.is_dir(&src);
         let make_upper = |f: &Found| -> Result<(), FsError> {
-            if is_dir(f) {
+            if self.is_dir(f) {
                 if f.lower.is_some() {
                     self.copy_up_tree(&f.path, f.lower)
                 } else {
@@ -916,7 +1012,7 @@ impl UnionFs {
         if let Some(d) = &dst
             && !exchange
         {
-            match (src_dir, is_dir(d)) {
+            match (src_dir, self.is_dir(d)) {
                 (false, true) => {
                     return Err(FsError::refused(
                         String::from_utf8_lossy(&dst_path),
@@ -956,7 +1052,7 @@ impl UnionFs {
             self.upper.set_opaque(&src.path)?;
         }
         if exchange {
-            if dst.as_ref().is_some_and(is_dir) && src_lower {
+            if dst.as_ref().is_some_and(|d| self.is_dir(d)) && src_lower {
                 self.upper.set_opaque(&dst_path)?;
             }
             self.upper.exchange(&src.path, &dst_path)?;
@@ -1015,16 +1111,39 @@ impl UnionFs {
         Ok(())
     }
 
+    /// Whether the rename of `name` in `parent` to `new_name` in `new_parent` changes more
+    /// than those two directories' entries (see [`UnionFs::needs_whole_namespace`]).
+    fn rename_needs_whole(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        exchange: bool,
+    ) -> Result<bool, FsError> {
+        if self.needs_whole_namespace(&self.child(parent, name)?) {
+            return Ok(true);
+        }
+        Ok(exchange
+            && match self.child(new_parent, new_name) {
+                Ok(dst) => self.needs_whole_namespace(&dst),
+                Err(e) if e.errno() == libc::ENOENT => false,
+                Err(e) => return Err(e),
+            })
+    }
+
     /// A new name for node `id`.
     pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Found, FsError> {
-        let _ns = self.lock_ns();
-        let (path, lower) = self.node(id)?;
-        self.copy_up(&path, lower, true)?;
-        let (new_path, _, over_whiteout) = self.prepare_new(new_parent, new_name)?;
+        let locked = self.lock_node(id, Some(new_parent))?;
+        let path = &locked.path;
+        self.copy_up(path, locked.lower, true)?;
+        let (parent_path, parent_lower) = self.node(new_parent)?;
+        let (new_path, _, over_whiteout) =
+            self.prepare_new(&parent_path, parent_lower, new_name)?;
         let (at_dir, at_name) = self.upper.new_entry_at(&new_path, over_whiteout);
         rustix::fs::linkat(
             self.upper.root_fd(),
-            rel(&path),
+            rel(path),
             at_dir,
             rel(&at_name),
             AtFlags::empty(),
@@ -1056,12 +1175,12 @@ impl UnionFs {
         mtime: Option<Option<(i64, u32)>>,
         file: Option<&File>,
     ) -> Result<Attr, FsError> {
-        // The path is read under the namespace lock, where no rename moves it.
+        // The path is read under its directory's lock, where no rename moves it; the kernel
+        // holds the inode locked through the request, so no rename replaces it after either.
         let path = {
-            let _ns = self.lock_ns();
-            let (path, lower) = self.node(id)?;
-            self.copy_up(&path, lower, size != Some(0))?;
-            path
+            let locked = self.lock_node(id, None)?;
+            self.copy_up(&locked.path, locked.lower, size != Some(0))?;
+            locked.path
         };
         // Every call goes through descriptors opened beneath the upper root (see `Upper`).
         let (dir, name) = self.upper.parent_beneath(&path)?;
@@ -1189,10 +1308,9 @@ impl UnionFs {
             return Err(FsError::refused("overlay xattr", libc::EPERM));
         }
         let path = {
-            let _ns = self.lock_ns();
-            let (path, lower) = self.node(id)?;
-            self.copy_up(&path, lower, true)?;
-            path
+            let locked = self.lock_node(id, None)?;
+            self.copy_up(&locked.path, locked.lower, true)?;
+            locked.path
         };
         let full = self.upper.proc_path(&path)?;
         let key = OsStr::from_bytes(name);

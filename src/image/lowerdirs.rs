@@ -4,9 +4,11 @@
 //! reference for tests and benchmarks.
 
 use super::{ImageError, Progress, io_err, open_db};
+use crate::layer::overlay::is_private_xattr;
 use crate::model::Kind;
 use crate::store::Store;
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ pub fn lowerdirs(
     progress: &dyn Progress,
 ) -> Result<Vec<PathBuf>, ImageError> {
     let record = open_db(store, progress)?.resolve(image)?;
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     for (i, layer) in record.layers.iter().enumerate() {
         let base = dir.join(format!("layer{i}"));
         std::fs::create_dir_all(&base).map_err(io_err(&base))?;
@@ -35,19 +37,30 @@ pub fn lowerdirs(
         for entry in &file.entries {
             write_entry(store, &base, entry)?;
         }
+        // A directory the layer does not list (only its children) is the one below it, as
+        // when the layers are applied in turn: it takes that one's metadata.
+        let listed: HashSet<&[u8]> = file.entries.iter().map(|e| e.path.as_bytes()).collect();
+        let mut times: Vec<(PathBuf, Timespec)> = Vec::new();
+        for (rel, path) in unlisted_dirs(&base, &listed)? {
+            if let Some(below) = out.iter().rev().map(|l| l.join(&rel)).find(|p| p.is_dir()) {
+                times.push((path.clone(), copy_meta(&below, &path)?));
+            }
+        }
+        times.extend(
+            file.entries
+                .iter()
+                .filter(|e| !matches!(e.kind, Kind::Whiteout | Kind::Opaque))
+                .map(|e| {
+                    let t = Timespec {
+                        tv_sec: e.meta.mtime_sec,
+                        tv_nsec: e.meta.mtime_nsec as _,
+                    };
+                    (base.join(OsStr::from_bytes(e.path.as_bytes())), t)
+                }),
+        );
         // Times last, deepest first, so that creating children does not change them.
-        let mut entries: Vec<_> = file
-            .entries
-            .iter()
-            .filter(|e| !matches!(e.kind, Kind::Whiteout | Kind::Opaque))
-            .collect();
-        entries.sort_by(|a, b| b.path.cmp(&a.path));
-        for entry in entries {
-            let path = base.join(OsStr::from_bytes(entry.path.as_bytes()));
-            let t = Timespec {
-                tv_sec: entry.meta.mtime_sec,
-                tv_nsec: entry.meta.mtime_nsec as _,
-            };
+        times.sort_by(|a, b| b.0.cmp(&a.0));
+        for (path, t) in times {
             rustix::fs::utimensat(
                 CWD,
                 &path,
@@ -63,6 +76,60 @@ pub fn lowerdirs(
     }
     out.reverse();
     Ok(out)
+}
+
+/// The directories below `base` (relative path, full path) that `listed` does not name.
+fn unlisted_dirs(
+    base: &Path,
+    listed: &HashSet<&[u8]>,
+) -> Result<Vec<(PathBuf, PathBuf)>, ImageError> {
+    let mut out = Vec::new();
+    let mut pending = vec![base.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            if !entry.file_type().map_err(io_err(&dir))?.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            let rel = path.strip_prefix(base).unwrap_or(&path).to_path_buf();
+            if !listed.contains(rel.as_os_str().as_bytes()) {
+                out.push((rel, path.clone()));
+            }
+            pending.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Gives the directory `to` the owner, mode and xattrs of `from`; returns `from`'s mtime.
+fn copy_meta(from: &Path, to: &Path) -> Result<Timespec, ImageError> {
+    let st = rustix::fs::lstat(from).map_err(sys_err(from))?;
+    let xattrs = crate::sys::xattrs(from).map_err(io_err(from))?;
+    // Opaqueness belongs to the layer that marked it, not to the directory.
+    for (name, value) in xattrs.iter().filter(|(n, _)| !is_private_xattr(n)) {
+        rustix::fs::lsetxattr(to, OsStr::from_bytes(name), value, XattrFlags::empty())
+            .map_err(sys_err(to))?;
+    }
+    rustix::fs::chownat(
+        CWD,
+        to,
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(sys_err(to))?;
+    rustix::fs::chmodat(
+        CWD,
+        to,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+        AtFlags::empty(),
+    )
+    .map_err(sys_err(to))?;
+    Ok(Timespec {
+        tv_sec: st.st_mtime,
+        tv_nsec: st.st_mtime_nsec as _,
+    })
 }
 
 fn write_entry(store: &Store, base: &Path, entry: &crate::model::Entry) -> Result<(), ImageError> {

@@ -715,3 +715,161 @@ fn new_files_keep_setuid_and_deleted_open_files_stay_deleted() {
         "a deleted file came back"
     );
 }
+
+/// One worker's share of [`concurrent_changes_in_many_directories_match_kernel_overlayfs`]:
+/// changes to lower files and new entries, confined to the directories `dirs` (so the end
+/// state does not depend on how workers interleave), their copied-up parents shared.
+fn change_directories(base: &Path, worker: usize, dirs: &[String]) -> std::io::Result<()> {
+    for dir in dirs {
+        let d = base.join(dir);
+        let mut lower = single_link_files(&d);
+        lower.sort();
+        fs::write(d.join(format!("new-{worker}")), format!("{dir} {worker}\n"))?;
+        fs::set_permissions(d.join(&lower[0]), fs::Permissions::from_mode(0o600))?;
+        fs::rename(d.join(&lower[1]), d.join("renamed"))?;
+        fs::remove_file(d.join(&lower[2]))?;
+        fs::create_dir(d.join("sub"))?;
+        fs::rename(d.join(format!("new-{worker}")), d.join("sub/moved"))?;
+        fs::hard_link(d.join("sub/moved"), d.join("linked"))?;
+        std::os::unix::fs::symlink("sub/moved", d.join("symlink"))?;
+        fs::write(d.join("sub/gone"), "x")?;
+        fs::remove_file(d.join("sub/gone"))?;
+    }
+    Ok(())
+}
+
+/// The files in `dir` with one name (a lower hardlink's copy-up changes its other names too,
+/// which would make the end state depend on the order of workers).
+fn single_link_files(dir: &Path) -> Vec<std::ffi::OsString> {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 1))
+        .map(|e| e.file_name())
+        .collect()
+}
+
+/// Directories below `dir` (relative to `base`) with no subdirectory and three or more
+/// files of one name.
+fn leaf_dirs(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    let subdirs: Vec<_> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    for sub in &subdirs {
+        leaf_dirs(base, sub, out);
+    }
+    if subdirs.is_empty() && single_link_files(dir).len() >= 3 {
+        let rel = dir.strip_prefix(base).expect("below the base");
+        out.push(rel.to_string_lossy().into_owned());
+    }
+}
+
+/// The worker that moves directories (which locks the whole namespace) while the others change
+/// entries in theirs.
+fn move_directories(base: &Path, dirs: &[String]) -> std::io::Result<()> {
+    for (i, dir) in dirs.iter().enumerate() {
+        let moved = format!("{dir}-moved");
+        fs::rename(base.join(dir), base.join(&moved))?;
+        fs::create_dir_all(base.join(format!("tmp/tree-{i}/a/b")))?;
+        fs::write(base.join(format!("tmp/tree-{i}/a/b/f")), "tree")?;
+        fs::rename(
+            base.join(format!("tmp/tree-{i}")),
+            base.join(&moved).join("tree"),
+        )?;
+        if i % 2 == 0 {
+            fs::rename(base.join(&moved), base.join(dir))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn concurrent_changes_in_many_directories_match_kernel_overlayfs() {
+    let root = Root::new();
+    root.import_test_image("python.docker.tar", "py");
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        - 1;
+    let overlay = Overlay::new(&root.store(), "py", &root.path().join("overlay"));
+    let mnt = Mounted::new(&root, "py", "c");
+    // Leaf directories with three files or more. The workers start at once in siblings
+    // below the parent with the most of them, whose ancestors nobody has copied up yet.
+    let mut dirs = Vec::new();
+    leaf_dirs(&overlay.dir, &overlay.dir, &mut dirs);
+    dirs.sort();
+    let parent = |d: &String| Path::new(d).parent().map(Path::to_path_buf);
+    let busiest = dirs
+        .iter()
+        .filter_map(&parent)
+        .max_by_key(|p| {
+            dirs.iter()
+                .filter(|d| parent(d).as_ref() == Some(p))
+                .count()
+        })
+        .expect("leaf directories");
+    let (mut order, others): (Vec<String>, Vec<String>) = dirs
+        .into_iter()
+        .partition(|d| parent(d).as_ref() == Some(&busiest));
+    order.extend(others);
+    const WORKERS: usize = 6;
+    const EACH: usize = 4;
+    assert!(
+        order.len() >= WORKERS * EACH + 4,
+        "only {} directories",
+        order.len()
+    );
+    let shares: Vec<Vec<String>> = (0..WORKERS)
+        .map(|w| {
+            order
+                .iter()
+                .skip(w)
+                .step_by(WORKERS)
+                .take(EACH)
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let moved: Vec<String> = order.iter().rev().take(4).cloned().collect();
+
+    // On overlayfs one after the other, on snapfs all at once.
+    for (w, share) in shares.iter().enumerate() {
+        change_directories(&overlay.dir, w, share).expect("changes on overlayfs");
+    }
+    move_directories(&overlay.dir, &moved).expect("moves on overlayfs");
+    let base = mnt.dir.as_path();
+    let start = &std::sync::Barrier::new(WORKERS + 1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = shares
+            .iter()
+            .enumerate()
+            .map(|(w, share)| {
+                s.spawn(move || {
+                    start.wait();
+                    change_directories(base, w, share)
+                })
+            })
+            .collect();
+        let mover = s.spawn(|| {
+            start.wait();
+            move_directories(base, &moved)
+        });
+        for (w, worker) in workers.into_iter().enumerate() {
+            let result = worker.join().expect("worker panicked");
+            assert!(result.is_ok(), "worker {w} on snapfs: {result:?}");
+        }
+        let result = mover.join().expect("mover panicked");
+        assert!(result.is_ok(), "mover on snapfs: {result:?}");
+    });
+    compare("concurrent changes", &mnt.dir, &overlay.dir, since);
+    drop(mnt);
+    let mnt = Mounted::mount(&root, "c");
+    compare("remount", &mnt.dir, &overlay.dir, since);
+}
