@@ -1,7 +1,7 @@
 //! fuser's `Filesystem` trait over [`UnionFs`]: each handler calls one operation and turns
 //! its error into an errno, once, here. Open files and passthrough backing ids live here too.
 
-use super::ops::{Attr, Found, UnionFs};
+use super::ops::{Attr, Caller, Found, Opened, UnionFs, drop_setid, setid_dropped_by_write};
 use super::{FsError, upper::Upper};
 use crate::index::Index;
 use crate::store::Store;
@@ -30,11 +30,22 @@ const TTL: Duration = Duration::from_secs(3600);
 enum Handle {
     // The backing id is held (not read) so that it stays registered while the file is open.
     File {
-        file: File,
+        file: Arc<File>,
         _backing: Option<Arc<BackingId>>,
         lower: bool,
     },
 }
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+/// A node open on its lower object has been copied up: its next open must look it up again.
+struct StaleLower;
 
 /// The merged entries of a directory, sorted by name.
 type Listing = Arc<Vec<(Vec<u8>, FileType)>>;
@@ -208,14 +219,14 @@ impl Mounted {
     }
 
     /// The live backing id of node `id`, or a new one for `file` (one per inode at a time).
-    /// `Err(true)` when the node already has a backing of the other kind (lower vs upper).
+    /// `Err` when the node already has a backing of the other kind (lower vs upper).
     fn backing_for(
         &self,
         id: u64,
         file: &File,
         lower: bool,
         open: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> Result<Option<Arc<BackingId>>, bool> {
+    ) -> Result<Option<Arc<BackingId>>, StaleLower> {
         if !self.passthrough.load(Ordering::Relaxed) {
             return Ok(None);
         }
@@ -226,7 +237,7 @@ impl Mounted {
             return if *was_lower == lower {
                 Ok(Some(live))
             } else {
-                Err(true)
+                Err(StaleLower)
             };
         }
         match open(file) {
@@ -244,6 +255,46 @@ impl Mounted {
                 Ok(None)
             }
         }
+    }
+
+    /// The open file of handle `fh` (an upper one if `writable`), shared, so that no lock is
+    /// held while it is used.
+    fn file(&self, fh: FileHandle, writable: bool) -> Option<Arc<File>> {
+        match lock(&self.handles).get(&fh.0) {
+            Some(Handle::File { file, lower, .. }) if !(writable && *lower) => Some(file.clone()),
+            _ => None,
+        }
+    }
+
+    /// Registers an opened file of node `id`: its handle, the backing id the kernel passes
+    /// reads and writes through to (none: they come to the daemon), and the open flags.
+    /// Writes that must drop setuid/setgid come to the daemon as direct I/O: the node's page
+    /// cache must not keep a copy that other handles' passthrough writes would leave stale.
+    fn register(
+        &self,
+        id: u64,
+        opened: Opened,
+        open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
+    ) -> Result<(u64, Option<Arc<BackingId>>, FopenFlags), StaleLower> {
+        let backing = if opened.writes_drop_setid {
+            None
+        } else {
+            self.backing_for(id, &opened.file, opened.lower, open_backing)?
+        };
+        let flags = FopenFlags::FOPEN_NOFLUSH
+            | if opened.writes_drop_setid {
+                FopenFlags::FOPEN_DIRECT_IO
+            } else if backing.is_none() && opened.lower {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::empty()
+            };
+        let fh = self.add_handle(Handle::File {
+            file: Arc::new(opened.file),
+            _backing: backing.clone(),
+            lower: opened.lower,
+        });
+        Ok((fh, backing, flags))
     }
 
     fn has_lower_backing(&self, id: u64) -> bool {
@@ -295,7 +346,7 @@ impl Filesystem for Mounted {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -311,13 +362,7 @@ impl Filesystem for Mounted {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // A duplicate of the open file, so that no lock is held during a copy-up.
-        let file = fh.and_then(|fh| match lock(&self.handles).get(&fh.0) {
-            Some(Handle::File {
-                file, lower: false, ..
-            }) => file.try_clone().ok(),
-            _ => None,
-        });
+        let file = fh.and_then(|fh| self.file(fh, true));
         let result = self.fs.setattr(
             ino.0,
             mode,
@@ -326,7 +371,8 @@ impl Filesystem for Mounted {
             size,
             atime.map(to_time),
             mtime.map(to_time),
-            file.as_ref(),
+            file.as_deref(),
+            &caller(req),
         );
         match result {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
@@ -453,35 +499,18 @@ impl Filesystem for Mounted {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let lower_open = self.has_lower_backing(ino.0);
-        let (file, lower) = match self.fs.open_file(ino.0, flags.0, lower_open, req.uid()) {
+        let opened = match self.fs.open_file(ino.0, flags.0, lower_open, &caller(req)) {
             Ok(Some(opened)) => opened,
             Ok(None) => return reply.error(Errno::from_i32(libc::ESTALE)),
             Err(e) => return reply.error(err(&e)),
         };
-        match self.backing_for(ino.0, &file, lower, |f| reply.open_backing(f)) {
-            Ok(Some(backing)) => {
-                let fh = self.add_handle(Handle::File {
-                    file,
-                    _backing: Some(backing.clone()),
-                    lower,
-                });
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &backing);
+        match self.register(ino.0, opened, |f| reply.open_backing(f)) {
+            Ok((fh, Some(backing), flags)) => {
+                reply.opened_passthrough(FileHandle(fh), flags, &backing)
             }
-            Ok(None) => {
-                let flags = if lower {
-                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
-                } else {
-                    FopenFlags::FOPEN_NOFLUSH
-                };
-                let fh = self.add_handle(Handle::File {
-                    file,
-                    _backing: None,
-                    lower,
-                });
-                reply.opened(FileHandle(fh), flags);
-            }
+            Ok((fh, None, flags)) => reply.opened(FileHandle(fh), flags),
             // The node is open on its lower object and now lives upper: look it up again.
-            Err(_) => reply.error(Errno::from_i32(libc::ESTALE)),
+            Err(StaleLower) => reply.error(Errno::from_i32(libc::ESTALE)),
         }
     }
 
@@ -496,8 +525,7 @@ impl Filesystem for Mounted {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let handles = lock(&self.handles);
-        let Some(Handle::File { file, .. }) = handles.get(&fh.0) else {
+        let Some(file) = self.file(fh, false) else {
             return reply.error(Errno::from_i32(libc::EBADF));
         };
         let mut buf = vec![0u8; size as usize];
@@ -514,23 +542,25 @@ impl Filesystem for Mounted {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wf: fuser::WriteFlags,
+        write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let handles = lock(&self.handles);
-        let Some(Handle::File {
-            file, lower: false, ..
-        }) = handles.get(&fh.0)
-        else {
+        let Some(file) = self.file(fh, true) else {
             return reply.error(Errno::from_i32(libc::EBADF));
         };
+        // The kernel asks for it when the writer lacks CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2).
+        if write_flags.contains(fuser::WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            && let Err(e) = drop_setid(&*file, &caller(req))
+        {
+            return reply.error(Errno::from_i32(e.raw_os_error()));
+        }
         match file.write_all_at(data, offset) {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(Errno::from(e)),
@@ -570,16 +600,10 @@ impl Filesystem for Mounted {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let handles = lock(&self.handles);
-        let result = match handles.get(&fh.0) {
-            Some(Handle::File { file, .. }) => {
-                if datasync {
-                    file.sync_data()
-                } else {
-                    file.sync_all()
-                }
-            }
-            _ => Ok(()),
+        let result = match self.file(fh, false) {
+            Some(file) if datasync => file.sync_data(),
+            Some(file) => file.sync_all(),
+            None => Ok(()),
         };
         match result {
             Ok(()) => reply.ok(),
@@ -597,15 +621,11 @@ impl Filesystem for Mounted {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let handles = lock(&self.handles);
-        let Some(Handle::File {
-            file, lower: false, ..
-        }) = handles.get(&fh.0)
-        else {
+        let Some(file) = self.file(fh, true) else {
             return reply.error(Errno::from_i32(libc::EBADF));
         };
         match rustix::fs::fallocate(
-            file,
+            &*file,
             rustix::fs::FallocateFlags::from_bits_retain(mode as u32),
             offset,
             length,
@@ -819,36 +839,27 @@ impl Filesystem for Mounted {
             Err(e) => return reply.error(err(&e)),
         };
         self.fs.remember(&found);
-        match self.backing_for(found.id, &file, false, |f| reply.open_backing(f)) {
-            Ok(Some(backing)) => {
-                let fh = self.add_handle(Handle::File {
-                    file,
-                    _backing: Some(backing.clone()),
-                    lower: false,
-                });
-                reply.created_passthrough(
-                    &TTL,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_NOFLUSH,
-                    &backing,
-                );
+        // A new setuid/setgid file: its creator's writes drop those bits too (see `open`).
+        let writes_drop_setid =
+            setid_dropped_by_write(attr.perm.into(), attr.gid, &caller(req)) != 0;
+        let opened = Opened {
+            file,
+            lower: false,
+            writes_drop_setid,
+        };
+        match self.register(found.id, opened, |f| reply.open_backing(f)) {
+            Ok((fh, Some(backing), flags)) => reply.created_passthrough(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                flags,
+                &backing,
+            ),
+            Ok((fh, None, flags)) => {
+                reply.created(&TTL, &attr, Generation(0), FileHandle(fh), flags)
             }
-            _ => {
-                let fh = self.add_handle(Handle::File {
-                    file,
-                    _backing: None,
-                    lower: false,
-                });
-                reply.created(
-                    &TTL,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_NOFLUSH,
-                );
-            }
+            Err(StaleLower) => reply.error(Errno::from_i32(libc::ESTALE)),
         }
     }
 }

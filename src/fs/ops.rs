@@ -11,7 +11,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{OnceLock, RwLock};
 
@@ -27,6 +27,62 @@ pub struct Node {
     /// directory. `None` for upper entries and opaque directories.
     pub lower: Option<Ino>,
     pub lookups: u64,
+}
+
+/// A file opened for the kernel ([`UnionFs::open_file`]).
+pub struct Opened {
+    pub file: File,
+    /// The store object of a lower file, opened for reading.
+    pub lower: bool,
+    /// Writes through this handle must drop setuid/setgid first, so they go through the
+    /// daemon rather than passthrough ([`drop_setid`]).
+    pub writes_drop_setid: bool,
+}
+
+/// Who made a request, as the kernel tells the daemon.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+impl Caller {
+    /// Whether the caller is in group `gid` (its own, or a supplementary one).
+    fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid
+            || std::fs::read_to_string(format!("/proc/{}/status", self.pid)).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Groups:"))
+                    .is_some_and(|groups| groups.split_whitespace().any(|g| g == gid.to_string()))
+            })
+    }
+}
+
+/// The setuid/setgid bits that a write by `caller` clears on a file of mode `mode` and
+/// group `gid`, as the kernel does: none for root (the daemon sees uids, not `CAP_FSETID`);
+/// else setuid, and setgid if the file is group-executable or the caller not in its group.
+pub fn setid_dropped_by_write(mode: u32, gid: u32, caller: &Caller) -> u32 {
+    if caller.uid == 0 || mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+        return 0;
+    }
+    let sgid = if mode & libc::S_IXGRP != 0 || !caller.in_group(gid) {
+        libc::S_ISGID
+    } else {
+        0
+    };
+    mode & (libc::S_ISUID | sgid)
+}
+
+/// Clears on `fd` the setuid/setgid bits a write by `caller` clears.
+pub fn drop_setid(fd: impl std::os::fd::AsFd, caller: &Caller) -> rustix::io::Result<()> {
+    let st = rustix::fs::fstat(&fd)?;
+    let drop = setid_dropped_by_write(st.st_mode, st.st_gid, caller);
+    if drop != 0 {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777 & !drop))?;
+    }
+    Ok(())
 }
 
 /// A node's path and lower inode, read under the namespace locks held with them.
@@ -573,8 +629,8 @@ impl UnionFs {
         id: u64,
         flags: i32,
         lower_open: bool,
-        caller_uid: u32,
-    ) -> Result<Option<(File, bool)>, FsError> {
+        caller: &Caller,
+    ) -> Result<Option<Opened>, FsError> {
         let (mut path, lower) = self.node(id)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if self.in_upper(&path)?.is_none() {
@@ -585,7 +641,11 @@ impl UnionFs {
                         .store
                         .open_object(&digest)
                         .map_err(|e| FsError::Store(e.to_string()))?;
-                    return Ok(Some((file, true)));
+                    return Ok(Some(Opened {
+                        file,
+                        lower: true,
+                        writes_drop_setid: false,
+                    }));
                 }
                 return Err(FsError::refused(
                     String::from_utf8_lossy(&path),
@@ -610,22 +670,25 @@ impl UnionFs {
         if flags & libc::O_TRUNC != 0 && writes {
             rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, &path))?;
         }
-        if writes && caller_uid != 0 {
-            // Writes pass through as root, which keeps setuid/setgid; a write by anyone else
-            // must drop them, as the kernel does on other filesystems.
+        // Passthrough writes run with the daemon's privileges, which keep setuid/setgid; a
+        // write by anyone else must drop them, as the kernel does on other filesystems. A
+        // truncation is that write; other writes to such a file go through the daemon.
+        let mut writes_drop_setid = false;
+        if writes && caller.uid != 0 {
             let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
-            let kill = libc::S_ISUID
-                | if st.st_mode & libc::S_IXGRP != 0 {
-                    libc::S_ISGID
+            if setid_dropped_by_write(st.st_mode, st.st_gid, caller) != 0 {
+                if flags & libc::O_TRUNC != 0 {
+                    drop_setid(&fd, caller).map_err(|e| errno(e, &path))?;
                 } else {
-                    0
-                };
-            if st.st_mode & kill != 0 {
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777 & !kill))
-                    .map_err(|e| errno(e, &path))?;
+                    writes_drop_setid = true;
+                }
             }
         }
-        Ok(Some((File::from(fd), false)))
+        Ok(Some(Opened {
+            file: File::from(fd),
+            lower: false,
+            writes_drop_setid,
+        }))
     }
 
     /// Gives a new upper entry the caller's owner (and a setgid parent's group).
@@ -1174,6 +1237,7 @@ impl UnionFs {
         atime: Option<Option<(i64, u32)>>,
         mtime: Option<Option<(i64, u32)>>,
         file: Option<&File>,
+        caller: &Caller,
     ) -> Result<Attr, FsError> {
         // The path is read under its directory's lock, where no rename moves it; the kernel
         // holds the inode locked through the request, so no rename replaces it after either.
@@ -1207,15 +1271,19 @@ impl UnionFs {
             .map_err(|e| errno(e, &path))?;
         }
         if let Some(size) = size {
-            match file {
-                Some(f) => rustix::fs::ftruncate(f, size).map_err(|e| errno(e, &path))?,
+            let opened;
+            let fd = match file {
+                Some(f) => f.as_fd(),
                 None => {
-                    let fd = self
+                    opened = self
                         .upper
                         .open_beneath(&path, OFlags::WRONLY, Mode::empty())?;
-                    rustix::fs::ftruncate(&fd, size).map_err(|e| errno(e, &path))?;
+                    opened.as_fd()
                 }
-            }
+            };
+            rustix::fs::ftruncate(fd, size).map_err(|e| errno(e, &path))?;
+            // The daemon truncates as root, which keeps setuid/setgid (see `open_file`).
+            drop_setid(fd, caller).map_err(|e| errno(e, &path))?;
         }
         if atime.is_some() || mtime.is_some() {
             let spec = |t: Option<Option<(i64, u32)>>| match t {

@@ -716,6 +716,87 @@ fn new_files_keep_setuid_and_deleted_open_files_stay_deleted() {
     );
 }
 
+/// Modes of setuid/setgid files after a user other than root opened, wrote and truncated
+/// them in the tree at `base` (files made by root first).
+fn setid_after_user_writes(base: &Path) -> Vec<(&'static str, u32)> {
+    fs::set_permissions(base.join("bin/suid"), fs::Permissions::from_mode(0o4777))
+        .expect("chmod a lower file");
+    let files = [
+        ("srv/opened", 0o4777),
+        ("srv/written", 0o4777),
+        ("srv/sgid-exec", 0o2777),
+        ("srv/sgid-no-exec", 0o2767),
+        ("srv/sgid-no-exec-users-group", 0o2767),
+        ("srv/truncated", 0o4777),
+        ("srv/o-trunc", 0o4777),
+    ];
+    for (name, mode) in files {
+        fs::write(base.join(name), "data\n").expect("create");
+        if name.ends_with("users-group") {
+            std::os::unix::fs::chown(base.join(name), Some(0), Some(65534)).expect("chown");
+        }
+        fs::set_permissions(base.join(name), fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let script = "exec 3>> srv/opened; exec 3>&-; \
+                  printf x >> srv/written; printf x >> bin/suid; \
+                  printf x >> srv/sgid-exec; printf x >> srv/sgid-no-exec; \
+                  printf x >> srv/sgid-no-exec-users-group; \
+                  truncate -s 1 srv/truncated; : > srv/o-trunc";
+    let status = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-ec",
+            script,
+        ])
+        .current_dir(base)
+        .status()
+        .expect("setpriv");
+    assert!(
+        status.success(),
+        "the user's writes failed in {}",
+        base.display()
+    );
+    ["bin/suid"]
+        .into_iter()
+        .chain(files.iter().map(|(name, _)| *name))
+        .map(|name| {
+            let mode = fs::symlink_metadata(base.join(name))
+                .expect("stat")
+                .permissions()
+                .mode();
+            (name, mode & 0o7777)
+        })
+        .collect()
+}
+
+#[test]
+fn setid_bits_go_at_a_users_first_write_as_on_overlayfs() {
+    let root = Root::new();
+    ops_image(&root);
+    let overlay = Overlay::new(&root.store(), "ops", &root.path().join("overlay"));
+    let mnt = Mounted::new(&root, "ops", "c");
+    let theirs = setid_after_user_writes(&overlay.dir);
+    let ours = setid_after_user_writes(&mnt.dir);
+    assert_eq!(ours, theirs, "snapfs, then overlayfs");
+    assert_eq!(
+        ours,
+        [
+            ("bin/suid", 0o777),
+            ("srv/opened", 0o4777),
+            ("srv/written", 0o777),
+            ("srv/sgid-exec", 0o777),
+            // Not group-executable: kept only for a writer in the file's group.
+            ("srv/sgid-no-exec", 0o767),
+            ("srv/sgid-no-exec-users-group", 0o2767),
+            ("srv/truncated", 0o777),
+            ("srv/o-trunc", 0o777),
+        ]
+    );
+}
+
 /// One worker's share of [`concurrent_changes_in_many_directories_match_kernel_overlayfs`]:
 /// changes to lower files and new entries, confined to the directories `dirs` (so the end
 /// state does not depend on how workers interleave), their copied-up parents shared.
