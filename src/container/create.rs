@@ -1,6 +1,6 @@
 //! `snap create IMAGE NAME`: a container record and its upper and work directories.
 
-use super::{ContainerError, check_name, dir, io_err, open_db};
+use super::{ContainerError, check_name, dir, image_file, io_err, open_db};
 use crate::db::ContainerRecord;
 use crate::store::Store;
 
@@ -25,5 +25,7 @@ pub fn create(store: &Store, image: &str, name: &str) -> Result<ContainerRecord,
         image: image.id,
     };
     db.add_container(&record)?;
+    let image_file = image_file(&dir);
+    std::fs::write(&image_file, format!("{}\n", record.image)).map_err(io_err(&image_file))?;
     Ok(record)
 }

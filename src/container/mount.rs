@@ -8,7 +8,7 @@
 //! [`daemon_at`] detects it (no process holds the directory's `daemon.lock`) and cleans it
 //! up.
 
-use super::{ContainerError, dir, io_err, open_db};
+use super::{ContainerError, dir, image_of, io_err, open_db};
 use crate::fs::{Mounted, Upper};
 use crate::model::ImageId;
 use crate::store::Store;
@@ -52,7 +52,7 @@ pub fn daemon_at(dir: &Path) -> Daemon {
     };
     // The daemon holds the directory's lock while it runs (a dead one holds nothing): a pid
     // reused after a reboot does not.
-    if crate::sys::holds_flock(state.pid, &dir.join("daemon.lock")) {
+    if crate::sys::exclusive_holder(&dir.join("daemon.lock")) == Some(state.pid) {
         return if crate::sys::is_mount_point(&state.mountpoint) {
             Daemon::Mounted(state)
         } else {
@@ -82,9 +82,16 @@ pub fn live_state_at(dir: &Path) -> Option<MountState> {
 
 /// Mounts container `name` at `mountpoint` with a background daemon; returns its pid.
 pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, ContainerError> {
-    let record = open_db(store)?
-        .container(name)?
-        .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?;
+    let image = match image_of(&dir(store, name)) {
+        Some(image) => image,
+        // A container made before the image file, or a create or rm cut short.
+        None => {
+            open_db(store)?
+                .container(name)?
+                .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?
+                .image
+        }
+    };
     match daemon_at(&dir(store, name)) {
         Daemon::Gone => {}
         Daemon::Mounted(state) => {
@@ -97,11 +104,7 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
         Daemon::Detached(state) => return Err(detached(name, state)),
     }
     let mut args: Vec<std::ffi::OsString> = vec!["mount".into(), "--foreground".into()];
-    args.extend([
-        "--image".into(),
-        record.image.to_string().into(),
-        name.into(),
-    ]);
+    args.extend(["--image".into(), image.to_string().into(), name.into()]);
     spawn(store, &dir(store, name), name, &args, mountpoint)
 }
 
@@ -217,9 +220,10 @@ pub fn serve_dir(
     };
     // One daemon per directory: a second one on the same upper dir would corrupt it.
     let lock_path = dir.join("daemon.lock");
+    // Waiting a little lets a `daemon_at` probe (a shared lock held for an instant) pass.
     let wait = crate::sys::LockWait {
         exclusive: true,
-        timeout: Duration::ZERO,
+        timeout: Duration::from_millis(500),
         on_wait: &|_| {},
     };
     let _lock = crate::sys::FileLock::acquire(&lock_path, &wait)

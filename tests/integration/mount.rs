@@ -665,6 +665,33 @@ fn container_names_and_missing_things_get_clear_errors() {
 }
 
 #[test]
+fn mount_reads_the_image_from_the_container_directory_or_else_the_database() {
+    let root = Root::new();
+    ops_image(&root);
+    root.ok(&["create", "ops", "c"]);
+    let image_file = root.store().join("containers/c/image");
+    let image = fs::read_to_string(&image_file).expect("create writes the image file");
+    let id = root.images()[0]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("image id");
+    assert_eq!(image.trim(), id);
+    drop(Mounted::mount(&root, "c"));
+    // A container made before the file (or an rm cut short after removing it): the record.
+    fs::remove_file(&image_file).expect("rm image file");
+    let mnt = Mounted::mount(&root, "c");
+    assert!(mnt.path("bin/tool").exists());
+    drop(mnt);
+    // An rm cut short after the record went: the directory alone is no container.
+    root.ok(&["rm", "c"]);
+    fs::create_dir_all(root.store().join("containers/c/upper")).expect("leftover dir");
+    let err = root
+        .snap(&["mount", "c", root.path().to_str().unwrap()])
+        .fails();
+    assert!(err.contains("no container named"), "{err}");
+}
+
+#[test]
 fn rename_onto_a_name_that_prefixes_others_keeps_them_visible() {
     let root = Root::new();
     ops_image(&root);
