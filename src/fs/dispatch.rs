@@ -297,6 +297,13 @@ impl Mounted {
         Ok((fh, backing, flags))
     }
 
+    /// Whether node `id` is open through passthrough.
+    fn has_backing(&self, id: u64) -> bool {
+        lock(&self.backing)
+            .get(&id)
+            .is_some_and(|(w, _)| w.strong_count() > 0)
+    }
+
     fn has_lower_backing(&self, id: u64) -> bool {
         lock(&self.backing)
             .get(&id)
@@ -499,11 +506,19 @@ impl Filesystem for Mounted {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let lower_open = self.has_lower_backing(ino.0);
-        let opened = match self.fs.open_file(ino.0, flags.0, lower_open, &caller(req)) {
+        let mut opened = match self.fs.open_file(ino.0, flags.0, lower_open, &caller(req)) {
             Ok(Some(opened)) => opened,
             Ok(None) => return reply.error(Errno::from_i32(libc::ESTALE)),
             Err(e) => return reply.error(err(&e)),
         };
+        if opened.writes_drop_setid && self.has_backing(ino.0) {
+            // The kernel refuses a direct-I/O open of an inode open through passthrough: the
+            // bits go now, as the write would drop them.
+            if let Err(e) = drop_setid(&opened.file, &caller(req)) {
+                return reply.error(Errno::from_i32(e.raw_os_error()));
+            }
+            opened.writes_drop_setid = false;
+        }
         match self.register(ino.0, opened, |f| reply.open_backing(f)) {
             Ok((fh, Some(backing), flags)) => {
                 reply.opened_passthrough(FileHandle(fh), flags, &backing)

@@ -240,22 +240,32 @@ impl UnionFs {
                     lower,
                 });
             }
-            let mut dirs = Vec::new();
+            // The node itself too: a copy-up into it (a directory) restores its times, which
+            // a utimens on it must not see overwritten.
+            let mut dirs = vec![path.clone()];
             self.dirs_changed_in(parent_of(&path).0, &mut dirs)?;
             if let Some(dir) = also_dir {
                 self.dirs_changed_in(&self.node(dir)?.0, &mut dirs)?;
             }
             let guard = shared.lock_dirs(&dirs);
-            // A file renamed to another directory meanwhile is locked again there.
-            let (now, lower) = self.node(id)?;
-            if parent_of(&now).0 == parent_of(&path).0 {
+            // A file renamed away meanwhile is locked again where it went. (A lookup of a
+            // hardlink's other name may have put that name first: this one still serves.)
+            let (still, lower) = self.node_has_path(id, &path)?;
+            if still {
                 return Ok(Locked {
                     _guard: guard,
-                    path: now,
+                    path,
                     lower,
                 });
             }
         }
+    }
+
+    /// Whether node `id` still has the name `path`, and its lower inode.
+    fn node_has_path(&self, id: u64, path: &[u8]) -> Result<(bool, Option<Ino>), FsError> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        let node = nodes.get(&id).ok_or(FsError::UnknownInode(id))?;
+        Ok((node.paths.iter().any(|p| p.as_slice() == path), node.lower))
     }
 
     /// Locks the entries of the directory node `dir` (and what copying it up changes), plus
@@ -631,54 +641,56 @@ impl UnionFs {
         lower_open: bool,
         caller: &Caller,
     ) -> Result<Option<Opened>, FsError> {
-        let (mut path, lower) = self.node(id)?;
+        let (path, lower) = self.node(id)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        if self.in_upper(&path)?.is_none() {
+        if !writes && self.in_upper(&path)?.is_none() {
+            // A read of a lower file: its store object, wherever its name goes meanwhile.
             let ino = lower.ok_or_else(|| enoent(&path))?;
-            if !writes {
-                if let Some(NodeKind::File { digest, .. }) = self.index.inode(ino).map(|i| i.kind) {
-                    let file = self
-                        .store
-                        .open_object(&digest)
-                        .map_err(|e| FsError::Store(e.to_string()))?;
-                    return Ok(Some(Opened {
-                        file,
-                        lower: true,
-                        writes_drop_setid: false,
-                    }));
-                }
+            let Some(NodeKind::File { digest, .. }) = self.index.inode(ino).map(|i| i.kind) else {
                 return Err(FsError::refused(
                     String::from_utf8_lossy(&path),
                     libc::EINVAL,
                 ));
+            };
+            let file = self
+                .store
+                .open_object(&digest)
+                .map_err(|e| FsError::Store(e.to_string()))?;
+            return Ok(Some(Opened {
+                file,
+                lower: true,
+                writes_drop_setid: false,
+            }));
+        }
+        // Read again and opened under the locks: no rename in between can make the handle
+        // open another file.
+        let locked = self.lock_node(id, None)?;
+        let path = &locked.path;
+        if self.in_upper(path)?.is_none() {
+            if !writes {
+                return Err(enoent(path));
             }
-            // Read again under the locks: a rename may have moved it since.
-            let locked = self.lock_node(id, None)?;
-            self.copy_up(&locked.path, locked.lower, flags & libc::O_TRUNC == 0)?;
+            self.copy_up(path, locked.lower, flags & libc::O_TRUNC == 0)?;
             if lower_open {
                 return Ok(None);
             }
-            path = locked.path;
         }
         let fd: OwnedFd = self
             .upper
-            .open_beneath(&path, OFlags::RDWR, Mode::empty())
-            .or_else(|_| {
-                self.upper
-                    .open_beneath(&path, OFlags::RDONLY, Mode::empty())
-            })?;
+            .open_beneath(path, OFlags::RDWR, Mode::empty())
+            .or_else(|_| self.upper.open_beneath(path, OFlags::RDONLY, Mode::empty()))?;
         if flags & libc::O_TRUNC != 0 && writes {
-            rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, &path))?;
+            rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, path))?;
         }
         // Passthrough writes run with the daemon's privileges, which keep setuid/setgid; a
         // write by anyone else must drop them, as the kernel does on other filesystems. A
         // truncation is that write; other writes to such a file go through the daemon.
         let mut writes_drop_setid = false;
         if writes && caller.uid != 0 {
-            let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, &path))?;
+            let st = rustix::fs::fstat(&fd).map_err(|e| errno(e, path))?;
             if setid_dropped_by_write(st.st_mode, st.st_gid, caller) != 0 {
                 if flags & libc::O_TRUNC != 0 {
-                    drop_setid(&fd, caller).map_err(|e| errno(e, &path))?;
+                    drop_setid(&fd, caller).map_err(|e| errno(e, path))?;
                 } else {
                     writes_drop_setid = true;
                 }
@@ -691,7 +703,6 @@ impl UnionFs {
         }))
     }
 
-    /// Gives a new upper entry the caller's owner (and a setgid parent's group).
     /// Gives the new entry `name` (relative to `dir`, to become `path`) to its creator, with
     /// the group of a setgid parent.
     fn own(
@@ -1239,25 +1250,21 @@ impl UnionFs {
         file: Option<&File>,
         caller: &Caller,
     ) -> Result<Attr, FsError> {
-        // The path is read under its directory's lock, where no rename moves it; the kernel
-        // holds the inode locked through the request, so no rename replaces it after either.
-        let path = {
-            let locked = self.lock_node(id, None)?;
-            self.copy_up(&locked.path, locked.lower, size != Some(0))?;
-            locked.path
-        };
+        // Held to the end: no rename moves the path meanwhile, and a freeze for `snap commit`
+        // waits for the whole change.
+        let locked = self.lock_node(id, None)?;
+        self.copy_up(&locked.path, locked.lower, size != Some(0))?;
+        let path = locked.path.as_slice();
         // Every call goes through descriptors opened beneath the upper root (see `Upper`).
-        let (dir, name) = self.upper.parent_beneath(&path)?;
+        let (dir, name) = self.upper.parent_beneath(path)?;
         if let Some(mode) = mode {
-            let target = self
-                .upper
-                .open_beneath(&path, OFlags::PATH, Mode::empty())?;
-            let st = rustix::fs::fstat(&target).map_err(|e| errno(e, &path))?;
+            let target = self.upper.open_beneath(path, OFlags::PATH, Mode::empty())?;
+            let st = rustix::fs::fstat(&target).map_err(|e| errno(e, path))?;
             // A symlink has no mode of its own to change; anything else is changed through
             // its descriptor.
             if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
                 rustix::fs::chmod(Upper::fd_path(&target), Mode::from_raw_mode(mode & 0o7777))
-                    .map_err(|e| errno(e, &path))?;
+                    .map_err(|e| errno(e, path))?;
             }
         }
         if uid.is_some() || gid.is_some() {
@@ -1268,7 +1275,7 @@ impl UnionFs {
                 gid.map(rustix::fs::Gid::from_raw),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map_err(|e| errno(e, &path))?;
+            .map_err(|e| errno(e, path))?;
         }
         if let Some(size) = size {
             let opened;
@@ -1277,13 +1284,13 @@ impl UnionFs {
                 None => {
                     opened = self
                         .upper
-                        .open_beneath(&path, OFlags::WRONLY, Mode::empty())?;
+                        .open_beneath(path, OFlags::WRONLY, Mode::empty())?;
                     opened.as_fd()
                 }
             };
-            rustix::fs::ftruncate(fd, size).map_err(|e| errno(e, &path))?;
+            rustix::fs::ftruncate(fd, size).map_err(|e| errno(e, path))?;
             // The daemon truncates as root, which keeps setuid/setgid (see `open_file`).
-            drop_setid(fd, caller).map_err(|e| errno(e, &path))?;
+            drop_setid(fd, caller).map_err(|e| errno(e, path))?;
         }
         if atime.is_some() || mtime.is_some() {
             let spec = |t: Option<Option<(i64, u32)>>| match t {
@@ -1305,7 +1312,7 @@ impl UnionFs {
                 last_modification: spec(mtime),
             };
             rustix::fs::utimensat(&dir, rel(name), &times, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| errno(e, &path))?;
+                .map_err(|e| errno(e, path))?;
         }
         self.getattr(id)
     }
@@ -1375,12 +1382,11 @@ impl UnionFs {
         if is_private_xattr(name) {
             return Err(FsError::refused("overlay xattr", libc::EPERM));
         }
-        let path = {
-            let locked = self.lock_node(id, None)?;
-            self.copy_up(&locked.path, locked.lower, true)?;
-            locked.path
-        };
-        let full = self.upper.proc_path(&path)?;
+        // Held to the end, as in `setattr`.
+        let locked = self.lock_node(id, None)?;
+        self.copy_up(&locked.path, locked.lower, true)?;
+        let path = locked.path.as_slice();
+        let full = self.upper.proc_path(path)?;
         let key = OsStr::from_bytes(name);
         match value {
             Some(v) => rustix::fs::lsetxattr(
@@ -1391,7 +1397,7 @@ impl UnionFs {
             ),
             None => rustix::fs::lremovexattr(&full.path, key),
         }
-        .map_err(|e| errno(e, &path))
+        .map_err(|e| errno(e, path))
     }
 
     /// fsync of a directory: the upper directory, if it has one (a lower one never changes).

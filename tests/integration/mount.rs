@@ -756,6 +756,7 @@ fn setid_after_user_writes(base: &Path) -> Vec<(&'static str, u32)> {
         ("srv/sgid-no-exec-users-group", 0o2767),
         ("srv/truncated", 0o4777),
         ("srv/o-trunc", 0o4777),
+        ("srv/held-open", 0o4777),
     ];
     for (name, mode) in files {
         fs::write(base.join(name), "data\n").expect("create");
@@ -768,7 +769,10 @@ fn setid_after_user_writes(base: &Path) -> Vec<(&'static str, u32)> {
                   printf x >> srv/written; printf x >> bin/suid; \
                   printf x >> srv/sgid-exec; printf x >> srv/sgid-no-exec; \
                   printf x >> srv/sgid-no-exec-users-group; \
-                  truncate -s 1 srv/truncated; : > srv/o-trunc";
+                  truncate -s 1 srv/truncated; : > srv/o-trunc; \
+                  printf x >> srv/held-open";
+    // Open for reading (through passthrough on snapfs) while the user writes it.
+    let held = fs::File::open(base.join("srv/held-open")).expect("open held-open");
     let status = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -786,6 +790,7 @@ fn setid_after_user_writes(base: &Path) -> Vec<(&'static str, u32)> {
         "the user's writes failed in {}",
         base.display()
     );
+    drop(held);
     ["bin/suid"]
         .into_iter()
         .chain(files.iter().map(|(name, _)| *name))
@@ -820,6 +825,7 @@ fn setid_bits_go_at_a_users_first_write_as_on_overlayfs() {
             ("srv/sgid-no-exec-users-group", 0o2767),
             ("srv/truncated", 0o777),
             ("srv/o-trunc", 0o777),
+            ("srv/held-open", 0o777),
         ]
     );
 }
