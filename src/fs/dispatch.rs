@@ -297,17 +297,13 @@ impl Mounted {
         Ok((fh, backing, flags))
     }
 
-    /// Whether node `id` is open through passthrough.
-    fn has_backing(&self, id: u64) -> bool {
+    /// Whether node `id` is open through passthrough: `Some(true)` on its lower object,
+    /// `Some(false)` on its upper file.
+    fn live_backing(&self, id: u64) -> Option<bool> {
         lock(&self.backing)
             .get(&id)
-            .is_some_and(|(w, _)| w.strong_count() > 0)
-    }
-
-    fn has_lower_backing(&self, id: u64) -> bool {
-        lock(&self.backing)
-            .get(&id)
-            .is_some_and(|(w, lower)| *lower && w.strong_count() > 0)
+            .filter(|(w, _)| w.strong_count() > 0)
+            .map(|(_, lower)| *lower)
     }
 }
 
@@ -505,13 +501,13 @@ impl Filesystem for Mounted {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let lower_open = self.has_lower_backing(ino.0);
+        let lower_open = self.live_backing(ino.0) == Some(true);
         let mut opened = match self.fs.open_file(ino.0, flags.0, lower_open, &caller(req)) {
             Ok(Some(opened)) => opened,
             Ok(None) => return reply.error(Errno::from_i32(libc::ESTALE)),
             Err(e) => return reply.error(err(&e)),
         };
-        if opened.writes_drop_setid && self.has_backing(ino.0) {
+        if opened.writes_drop_setid && self.live_backing(ino.0).is_some() {
             // The kernel refuses a direct-I/O open of an inode open through passthrough: the
             // bits go now, as the write would drop them.
             if let Err(e) = drop_setid(&opened.file, &caller(req)) {

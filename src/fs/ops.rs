@@ -632,8 +632,9 @@ impl UnionFs {
     }
 
     /// Opens the file behind node `id` for the kernel: the store object for reads of a lower
-    /// file, else the upper file (copied up first for a write). `Ok(None)` means "copied up
-    /// while lower handles are open: answer ESTALE so the kernel looks the name up again".
+    /// file, else the upper file (copied up first for a write). `Ok(None)` means "answer
+    /// ESTALE so the kernel looks the name up again": the node was copied up while lower
+    /// handles are open, or its name is gone.
     pub fn open_file(
         &self,
         id: u64,
@@ -641,7 +642,19 @@ impl UnionFs {
         lower_open: bool,
         caller: &Caller,
     ) -> Result<Option<Opened>, FsError> {
-        let (path, lower) = self.node(id)?;
+        // A node whose name was unlinked or replaced since the kernel looked it up (a
+        // `mv new old` racing `cat old`): ESTALE makes the kernel look the name up again.
+        let unlinked = |e: FsError| {
+            if e.errno() == libc::ENOENT {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        };
+        let (path, lower) = match self.node(id) {
+            Ok(found) => found,
+            Err(e) => return unlinked(e),
+        };
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if !writes && self.in_upper(&path)?.is_none() {
             // A read of a lower file: its store object, wherever its name goes meanwhile.
@@ -664,11 +677,14 @@ impl UnionFs {
         }
         // Read again and opened under the locks: no rename in between can make the handle
         // open another file.
-        let locked = self.lock_node(id, None)?;
+        let locked = match self.lock_node(id, None) {
+            Ok(locked) => locked,
+            Err(e) => return unlinked(e),
+        };
         let path = &locked.path;
         if self.in_upper(path)?.is_none() {
             if !writes {
-                return Err(enoent(path));
+                return Ok(None);
             }
             self.copy_up(path, locked.lower, flags & libc::O_TRUNC == 0)?;
             if lower_open {

@@ -987,3 +987,43 @@ fn concurrent_changes_in_many_directories_match_kernel_overlayfs() {
     let mnt = Mounted::mount(&root, "c");
     compare("remount", &mnt.dir, &overlay.dir, since);
 }
+
+#[test]
+fn reads_racing_renames_over_the_name_always_find_a_file() {
+    let root = Root::new();
+    ops_image(&root);
+    let mnt = Mounted::new(&root, "ops", "c");
+    let (new, name) = (mnt.path("srv/count.new"), mnt.path("srv/count"));
+    fs::write(&name, "0").expect("first count");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (reads, misses) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut reads, mut misses) = (0u32, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                match fs::read_to_string(&name) {
+                    Ok(_) => reads += 1,
+                    Err(e) => misses.push(e.to_string()),
+                }
+            }
+            (reads, misses)
+        });
+        // As a container's `echo $i > count.new; mv count.new count; sleep ...` loop does.
+        // (The kernel looks a name up again once when an open answers ESTALE; a rename
+        // landing in that second look too, which this pace rules out, would still fail.)
+        for i in 0..600 {
+            fs::write(&new, i.to_string()).expect("write");
+            fs::rename(&new, &name).expect("rename");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().expect("reader")
+    });
+    assert!(reads > 0);
+    assert!(
+        misses.is_empty(),
+        "{} of {} reads failed: {:?}",
+        misses.len(),
+        reads + misses.len() as u32,
+        &misses[..misses.len().min(3)]
+    );
+}
