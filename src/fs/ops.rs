@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Node ids of upper entries carry this bit; index inode numbers never do.
 pub const UPPER_BIT: u64 = 1 << 62;
@@ -27,6 +27,9 @@ pub struct Node {
     /// directory. `None` for upper entries and opaque directories.
     pub lower: Option<Ino>,
     pub lookups: u64,
+    /// The upper file, held (`O_PATH`) from just before its last name was unlinked or
+    /// replaced: opens of the node still reach it, as they would on a local filesystem.
+    pub orphan: Option<Arc<OwnedFd>>,
 }
 
 /// A file opened for the kernel ([`UnionFs::open_file`]).
@@ -164,6 +167,7 @@ impl UnionFs {
                 paths: vec![Vec::new()],
                 lower: Some(Ino::ROOT),
                 lookups: 1,
+                orphan: None,
             },
         );
         UnionFs {
@@ -370,6 +374,7 @@ impl UnionFs {
             paths: Vec::new(),
             lower: found.lower,
             lookups: 0,
+            orphan: None,
         });
         node.lookups += 1;
         node.lower = found.lower;
@@ -432,7 +437,12 @@ impl UnionFs {
 
     /// The current attributes of node `id` (its path may have changed state since lookup).
     pub fn getattr(&self, id: u64) -> Result<Attr, FsError> {
-        let (path, lower) = self.node(id)?;
+        let (path, lower) = match self.node(id) {
+            Ok(found) => found,
+            // An unlinked file still open (`fstat` of a deleted log): what it kept of itself.
+            Err(e) if e.errno() == libc::ENOENT => return self.orphan_attr(id).ok_or(e),
+            Err(e) => return Err(e),
+        };
         match self.upper.stat(&path)? {
             Some(st) if !Upper::is_whiteout(&st) => Ok(stat_attr(id, &st)),
             _ => match lower {
@@ -440,6 +450,14 @@ impl UnionFs {
                 None => Err(enoent(&path)),
             },
         }
+    }
+
+    /// The attributes of node `id` whose names are gone, from its kept upper file.
+    fn orphan_attr(&self, id: u64) -> Option<Attr> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        let kept = nodes.get(&id)?.orphan.clone()?;
+        drop(nodes);
+        rustix::fs::fstat(&*kept).ok().map(|st| stat_attr(id, &st))
     }
 
     /// Whether the upper directory holds (a non-whiteout) `path`.
@@ -634,7 +652,7 @@ impl UnionFs {
     /// Opens the file behind node `id` for the kernel: the store object for reads of a lower
     /// file, else the upper file (copied up first for a write). `Ok(None)` means "answer
     /// ESTALE so the kernel looks the name up again": the node was copied up while lower
-    /// handles are open, or its name is gone.
+    /// handles are open, or its name is gone and nothing of it can be opened.
     pub fn open_file(
         &self,
         id: u64,
@@ -642,44 +660,28 @@ impl UnionFs {
         lower_open: bool,
         caller: &Caller,
     ) -> Result<Option<Opened>, FsError> {
-        // A node whose name was unlinked or replaced since the kernel looked it up (a
-        // `mv new old` racing `cat old`): ESTALE makes the kernel look the name up again.
-        let unlinked = |e: FsError| {
-            if e.errno() == libc::ENOENT {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        };
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        // A node whose name was unlinked or replaced since the kernel looked it up (a `cat
+        // old` racing `mv new old`) is opened through what it kept of itself.
         let (path, lower) = match self.node(id) {
             Ok(found) => found,
-            Err(e) => return unlinked(e),
+            Err(e) if e.errno() == libc::ENOENT => {
+                return self.open_orphan(id, flags, writes, caller);
+            }
+            Err(e) => return Err(e),
         };
-        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if !writes && self.in_upper(&path)?.is_none() {
             // A read of a lower file: its store object, wherever its name goes meanwhile.
-            let ino = lower.ok_or_else(|| enoent(&path))?;
-            let Some(NodeKind::File { digest, .. }) = self.index.inode(ino).map(|i| i.kind) else {
-                return Err(FsError::refused(
-                    String::from_utf8_lossy(&path),
-                    libc::EINVAL,
-                ));
-            };
-            let file = self
-                .store
-                .open_object(&digest)
-                .map_err(|e| FsError::Store(e.to_string()))?;
-            return Ok(Some(Opened {
-                file,
-                lower: true,
-                writes_drop_setid: false,
-            }));
+            return self.open_lower(&path, lower).map(Some);
         }
         // Read again and opened under the locks: no rename in between can make the handle
         // open another file.
         let locked = match self.lock_node(id, None) {
             Ok(locked) => locked,
-            Err(e) => return unlinked(e),
+            Err(e) if e.errno() == libc::ENOENT => {
+                return self.open_orphan(id, flags, writes, caller);
+            }
+            Err(e) => return Err(e),
         };
         let path = &locked.path;
         if self.in_upper(path)?.is_none() {
@@ -695,6 +697,74 @@ impl UnionFs {
             .upper
             .open_beneath(path, OFlags::RDWR, Mode::empty())
             .or_else(|_| self.upper.open_beneath(path, OFlags::RDONLY, Mode::empty()))?;
+        self.finish_open(fd, path, flags, writes, caller).map(Some)
+    }
+
+    /// The store object of the lower file `ino` (at `path`, for errors), opened for reading.
+    fn open_lower(&self, path: &[u8], ino: Option<Ino>) -> Result<Opened, FsError> {
+        let ino = ino.ok_or_else(|| enoent(path))?;
+        let Some(NodeKind::File { digest, .. }) = self.index.inode(ino).map(|i| i.kind) else {
+            return Err(FsError::refused(
+                String::from_utf8_lossy(path),
+                libc::EINVAL,
+            ));
+        };
+        let file = self
+            .store
+            .open_object(&digest)
+            .map_err(|e| FsError::Store(e.to_string()))?;
+        Ok(Opened {
+            file,
+            lower: true,
+            writes_drop_setid: false,
+        })
+    }
+
+    /// Opens node `id`, whose names are all gone: the upper file it kept
+    /// ([`Node::orphan`]), or for a read the store object of its lower file; `Ok(None)`
+    /// (ESTALE) if it has neither.
+    fn open_orphan(
+        &self,
+        id: u64,
+        flags: i32,
+        writes: bool,
+        caller: &Caller,
+    ) -> Result<Option<Opened>, FsError> {
+        let (orphan, lower) = {
+            let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+            let node = nodes.get(&id).ok_or(FsError::UnknownInode(id))?;
+            (node.orphan.clone(), node.lower)
+        };
+        let what = b"(unlinked)";
+        match orphan {
+            Some(kept) => {
+                let reopen = |flags: OFlags| {
+                    rustix::fs::open(
+                        Upper::fd_path(&kept),
+                        flags | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                };
+                let fd = reopen(OFlags::RDWR)
+                    .or_else(|_| reopen(OFlags::RDONLY))
+                    .map_err(|e| errno(e, what))?;
+                self.finish_open(fd, what, flags, writes, caller).map(Some)
+            }
+            None if !writes && lower.is_some() => self.open_lower(what, lower).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// What an open of an upper file does after opening it: truncation, and the setuid/setgid
+    /// bits a user's writes drop.
+    fn finish_open(
+        &self,
+        fd: OwnedFd,
+        path: &[u8],
+        flags: i32,
+        writes: bool,
+        caller: &Caller,
+    ) -> Result<Opened, FsError> {
         if flags & libc::O_TRUNC != 0 && writes {
             rustix::fs::ftruncate(&fd, 0).map_err(|e| errno(e, path))?;
         }
@@ -712,11 +782,36 @@ impl UnionFs {
                 }
             }
         }
-        Ok(Some(Opened {
+        Ok(Opened {
             file: File::from(fd),
             lower: false,
             writes_drop_setid,
-        }))
+        })
+    }
+
+    /// Keeps the upper regular file at `path` reachable for node `id`, if the kernel holds
+    /// that node, before its last name there is unlinked or replaced ([`Node::orphan`]).
+    fn keep_orphan(&self, id: u64, path: &[u8], upper: Option<&Stat>) {
+        let regular =
+            upper.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if !regular
+            || !self
+                .nodes
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id)
+        {
+            return;
+        }
+        if let Ok(fd) = self.upper.open_beneath(path, OFlags::PATH, Mode::empty())
+            && let Some(node) = self
+                .nodes
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&id)
+        {
+            node.orphan = Some(Arc::new(fd));
+        }
     }
 
     /// Gives the new entry `name` (relative to `dir`, to become `path`) to its creator, with
@@ -979,6 +1074,7 @@ impl UnionFs {
             ));
         }
         let lower_child = parent_lower.and_then(|p| self.index.lookup(p, name));
+        self.keep_orphan(found.id, &found.path, found.upper.as_ref());
         match (found.upper.is_some(), lower_child.is_some()) {
             // One step, so a crash never shows the lower entry again.
             (true, true) => self.upper.replace_with_whiteout(&found.path, dir)?,
@@ -1135,6 +1231,12 @@ impl UnionFs {
         let dst_lower = dst_parent_lower
             .and_then(|p| self.index.lookup(p, new_name))
             .is_some();
+        if let Some(d) = &dst
+            && !exchange
+            && d.id != src.id
+        {
+            self.keep_orphan(d.id, &d.path, d.upper.as_ref());
+        }
         let root = self.upper.root_fd();
         // A directory landing on a lower directory's name is made opaque before it moves, so
         // the lower tree never shows through it.
