@@ -720,9 +720,9 @@ impl UnionFs {
         })
     }
 
-    /// Opens node `id`, whose names are all gone: the upper file it kept
-    /// ([`Node::orphan`]), or for a read the store object of its lower file; `Ok(None)`
-    /// (ESTALE) if it has neither.
+    /// Opens node `id`, whose names are all gone, through the upper file it kept
+    /// ([`Node::orphan`]); `Ok(None)` (ESTALE) if it kept none. (Not through its lower
+    /// object: a node that was copied up would read its content from before.)
     fn open_orphan(
         &self,
         id: u64,
@@ -730,29 +730,26 @@ impl UnionFs {
         writes: bool,
         caller: &Caller,
     ) -> Result<Option<Opened>, FsError> {
-        let (orphan, lower) = {
+        let kept = {
             let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
             let node = nodes.get(&id).ok_or(FsError::UnknownInode(id))?;
-            (node.orphan.clone(), node.lower)
+            node.orphan.clone()
+        };
+        let Some(kept) = kept else {
+            return Ok(None);
         };
         let what = b"(unlinked)";
-        match orphan {
-            Some(kept) => {
-                let reopen = |flags: OFlags| {
-                    rustix::fs::open(
-                        Upper::fd_path(&kept),
-                        flags | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                };
-                let fd = reopen(OFlags::RDWR)
-                    .or_else(|_| reopen(OFlags::RDONLY))
-                    .map_err(|e| errno(e, what))?;
-                self.finish_open(fd, what, flags, writes, caller).map(Some)
-            }
-            None if !writes && lower.is_some() => self.open_lower(what, lower).map(Some),
-            None => Ok(None),
-        }
+        let reopen = |flags: OFlags| {
+            rustix::fs::open(
+                Upper::fd_path(&kept),
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let fd = reopen(OFlags::RDWR)
+            .or_else(|_| reopen(OFlags::RDONLY))
+            .map_err(|e| errno(e, what))?;
+        self.finish_open(fd, what, flags, writes, caller).map(Some)
     }
 
     /// What an open of an upper file does after opening it: truncation, and the setuid/setgid
