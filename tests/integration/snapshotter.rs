@@ -165,8 +165,17 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        // A failed test may leave containers running: their shims outlive containerd.
+        // A failed test may leave containers running: their processes outlive containerd and
+        // even their shims, so they are killed through containerd first.
         if let Some(ctrd) = &self.ctrd {
+            let tasks = String::from_utf8_lossy(&ctrd.ctr(&["tasks", "ls"]).stdout).into_owned();
+            for id in tasks
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next())
+            {
+                let _ = ctrd.ctr(&["tasks", "kill", "--all", "--signal", "KILL", id]);
+            }
             let _ = Command::new("pkill")
                 .arg("-KILL")
                 .arg("-f")
