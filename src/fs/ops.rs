@@ -860,7 +860,7 @@ impl UnionFs {
         parent_lower: Option<Ino>,
         name: &[u8],
     ) -> Result<(Vec<u8>, bool, bool), FsError> {
-        if !is_missing(self.child_of(parent_path, parent_lower, name))? {
+        if found_or_none(self.child_of(parent_path, parent_lower, name))?.is_some() {
             return Err(FsError::refused(
                 String::from_utf8_lossy(&join(parent_path, name)),
                 libc::EEXIST,
@@ -1147,7 +1147,7 @@ impl UnionFs {
         // A file's rename locks both directories; if what it finds under them would move a
         // directory (or copy up a lower hardlink), it starts again with the whole namespace.
         let mut whole = false;
-        let _locks = loop {
+        let (_locks, src, dst) = loop {
             let locks = if whole {
                 self.locks.whole()
             } else {
@@ -1157,19 +1157,17 @@ impl UnionFs {
                 self.dirs_changed_in(&self.node(new_parent)?.0, &mut dirs)?;
                 shared.lock_dirs(&dirs)
             };
-            if whole || !self.rename_needs_whole(parent, name, new_parent, new_name, exchange)? {
-                break locks;
+            let src = self.child(parent, name)?;
+            let dst = found_or_none(self.child(new_parent, new_name))?;
+            let moves_more = self.needs_whole_namespace(&src)
+                || (exchange && dst.as_ref().is_some_and(|d| self.needs_whole_namespace(d)));
+            if whole || !moves_more {
+                break (locks, src, dst);
             }
             whole = true;
         };
-        let (src_parent, src_parent_lower) = self.node(parent)?;
+        let src_parent_lower = self.node(parent)?.1;
         let (dst_parent, dst_parent_lower) = self.node(new_parent)?;
-        let src = self.child_of(&src_parent, src_parent_lower, name)?;
-        let dst = match self.child_of(&dst_parent, dst_parent_lower, new_name) {
-            Ok(found) => Some(found),
-            Err(e) if e.errno() == libc::ENOENT => None,
-            Err(e) => return Err(e),
-        };
         if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
             return Err(FsError::refused(
                 String::from_utf8_lossy(&join(&dst_parent, new_name)),
@@ -1298,27 +1296,6 @@ impl UnionFs {
             }
         }
         Ok(())
-    }
-
-    /// Whether the rename of `name` in `parent` to `new_name` in `new_parent` changes more
-    /// than those two directories' entries (see [`UnionFs::needs_whole_namespace`]).
-    fn rename_needs_whole(
-        &self,
-        parent: u64,
-        name: &[u8],
-        new_parent: u64,
-        new_name: &[u8],
-        exchange: bool,
-    ) -> Result<bool, FsError> {
-        if self.needs_whole_namespace(&self.child(parent, name)?) {
-            return Ok(true);
-        }
-        Ok(exchange
-            && match self.child(new_parent, new_name) {
-                Ok(dst) => self.needs_whole_namespace(&dst),
-                Err(e) if e.errno() == libc::ENOENT => false,
-                Err(e) => return Err(e),
-            })
     }
 
     /// A new name for node `id`.
@@ -1537,11 +1514,11 @@ fn below(p: &[u8], dir: &[u8]) -> bool {
     p == dir || (p.starts_with(dir) && p.get(dir.len()) == Some(&b'/'))
 }
 
-/// `Ok(true)` for a lookup that found nothing, the error for any other failure.
-fn is_missing(found: Result<Found, FsError>) -> Result<bool, FsError> {
+/// A lookup's entry, `None` if it found nothing, the error for any other failure.
+fn found_or_none(found: Result<Found, FsError>) -> Result<Option<Found>, FsError> {
     match found {
-        Ok(_) => Ok(false),
-        Err(e) if e.errno() == libc::ENOENT => Ok(true),
+        Ok(found) => Ok(Some(found)),
+        Err(e) if e.errno() == libc::ENOENT => Ok(None),
         Err(e) => Err(e),
     }
 }
