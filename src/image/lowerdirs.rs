@@ -107,25 +107,11 @@ fn copy_meta(from: &Path, to: &Path) -> Result<Timespec, ImageError> {
     let st = rustix::fs::lstat(from).map_err(sys_err(from))?;
     let xattrs = crate::sys::xattrs(from).map_err(io_err(from))?;
     // Opaqueness belongs to the layer that marked it, not to the directory.
-    for (name, value) in xattrs.iter().filter(|(n, _)| !is_private_xattr(n)) {
-        rustix::fs::lsetxattr(to, OsStr::from_bytes(name), value, XattrFlags::empty())
-            .map_err(sys_err(to))?;
-    }
-    rustix::fs::chownat(
-        CWD,
-        to,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(sys_err(to))?;
-    rustix::fs::chmodat(
-        CWD,
-        to,
-        Mode::from_raw_mode(st.st_mode & 0o7777),
-        AtFlags::empty(),
-    )
-    .map_err(sys_err(to))?;
+    let kept = xattrs
+        .iter()
+        .filter(|(n, _)| !is_private_xattr(n))
+        .map(|(n, v)| (n.as_slice(), v.as_slice()));
+    set_meta(to, st.st_uid, st.st_gid, Some(st.st_mode & 0o7777), kept)?;
     Ok(Timespec {
         tv_sec: st.st_mtime,
         tv_nsec: st.st_mtime_nsec as _,
@@ -191,26 +177,38 @@ fn write_entry(store: &Store, base: &Path, entry: &crate::model::Entry) -> Resul
         }
     }
     let meta = &entry.meta;
-    for x in &meta.xattrs {
-        rustix::fs::lsetxattr(
-            &path,
-            OsStr::from_bytes(&x.name),
-            &x.value,
-            XattrFlags::empty(),
-        )
-        .map_err(sys_err(&path))?;
+    // A symlink has no mode of its own.
+    let mode = (!matches!(entry.kind, Kind::Symlink { .. })).then_some(meta.mode);
+    let xattrs = meta
+        .xattrs
+        .iter()
+        .map(|x| (x.name.as_slice(), x.value.as_slice()));
+    set_meta(&path, meta.uid, meta.gid, mode, xattrs)
+}
+
+/// Gives `path` (not following a final symlink) these xattrs, owner and, if given, mode.
+fn set_meta<'a>(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: Option<u32>,
+    xattrs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<(), ImageError> {
+    for (name, value) in xattrs {
+        rustix::fs::lsetxattr(path, OsStr::from_bytes(name), value, XattrFlags::empty())
+            .map_err(sys_err(path))?;
     }
     rustix::fs::chownat(
         CWD,
-        &path,
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
+        path,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
         AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(sys_err(&path))?;
-    if !matches!(entry.kind, Kind::Symlink { .. }) {
-        rustix::fs::chmodat(CWD, &path, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-            .map_err(sys_err(&path))?;
+    .map_err(sys_err(path))?;
+    if let Some(mode) = mode {
+        rustix::fs::chmodat(CWD, path, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(sys_err(path))?;
     }
     Ok(())
 }
