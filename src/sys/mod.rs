@@ -211,14 +211,11 @@ fn mountinfo_path(path: &std::path::Path) -> String {
 /// never waits for that; one taking the lock at that instant waits for it): /proc/locks would
 /// tell too, but reading it waits for an RCU grace period, 10 to 20 ms.
 pub fn exclusive_holder(path: &std::path::Path) -> Option<u32> {
-    use std::io::Read;
-    let mut file = File::open(path).ok()?;
+    let file = File::open(path).ok()?;
     if try_lock_shared(&file).unwrap_or(true) {
         return None;
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    FileLock::holder(path)
 }
 
 /// Whether a process with this pid exists.
