@@ -8,52 +8,46 @@
 //! entry copies it up (parents first, metadata kept). The upper directory uses overlayfs's
 //! format, so kernel overlayfs can mount it too.
 //!
-//! FUSE node ids (which fuser also reports as `st_ino`) are mapped once, here:
-//! a lower-only entry, or a directory merged from upper and lower, gets its index inode number
-//! (stable across mounts, below 2^32); an entry that lives in the upper directory gets
-//! `UPPER_BIT | st_ino` of the upper file (stable too, and shared by upper hardlinks).
-//! Nodes are looked up by path, so a node keeps working after copy-up or rename.
+//! The files, each using only those listed before it (docs/mount.md draws the map):
+//!
+//! - `error.rs`, `id.rs` (node ids: the one place index and upper inodes map to them),
+//!   `path.rs`; `attr.rs`, `setid.rs` (the caller and the setuid/setgid policy), `locks.rs`;
+//! - `upper/`: the only door into the upper and work directories (every path resolved
+//!   beneath the root, no symlink followed);
+//! - `nodes.rs` (the node table), `lookup.rs` (the two layers by path: lookup, attributes,
+//!   listings, readlink), `copy_up.rs`;
+//! - `union.rs`: [`UnionFs`], the layers by node id, with the namespace locks;
+//! - the operations: `open.rs`, `create.rs`, `rename.rs`, `setattr.rs`, `readdir.rs`;
+//! - `handles.rs` (open files, backing ids, passthrough), `dispatch.rs` (fuser's trait).
 
+mod attr;
+mod copy_up;
+mod create;
 mod dispatch;
+mod error;
+mod handles;
+mod id;
 mod locks;
-mod ops;
+mod lookup;
+mod nodes;
+mod open;
+mod path;
+mod readdir;
+mod rename;
+mod reply;
+mod setattr;
+mod setid;
+mod union;
 mod upper;
 
+#[cfg(test)]
+mod tests;
+
 pub use dispatch::Mounted;
-pub use ops::UnionFs;
+pub use error::FsError;
+pub use id::NodeId;
+pub use union::UnionFs;
 pub use upper::Upper;
-
-/// Why a filesystem operation failed; [`FsError::errno`] is what the kernel is told.
-#[derive(Debug, thiserror::Error)]
-pub enum FsError {
-    #[error("{path}: {}", std::io::Error::from_raw_os_error(*errno))]
-    Io { path: String, errno: i32 },
-    #[error("{what}: {}", std::io::Error::from_raw_os_error(*errno))]
-    Refused { what: String, errno: i32 },
-    #[error("unknown inode {0}")]
-    UnknownInode(u64),
-    #[error("index inode {0} is corrupt")]
-    CorruptIndex(u64),
-    #[error("store: {0}")]
-    Store(String),
-}
-
-impl FsError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            FsError::Io { errno, .. } | FsError::Refused { errno, .. } => *errno,
-            FsError::UnknownInode(_) => libc::ESTALE,
-            FsError::CorruptIndex(_) | FsError::Store(_) => libc::EIO,
-        }
-    }
-
-    pub(crate) fn refused(what: impl Into<String>, errno: i32) -> Self {
-        FsError::Refused {
-            what: what.into(),
-            errno,
-        }
-    }
-}
 
 /// Mounts `fs` at `mountpoint` as a container rootfs (`dev`, `suid`, `allow_other`,
 /// `default_permissions`; read-only if asked), calls `on_mounted` once the mount exists, and
@@ -85,10 +79,7 @@ pub fn serve(
             .clamp(2, 8),
     );
     config.clone_fd = true;
-    let fail = |e: std::io::Error| FsError::Io {
-        path: mountpoint.display().to_string(),
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    };
+    let fail = |e: std::io::Error| FsError::io(mountpoint.as_os_str().as_encoded_bytes(), e);
     let session = fuser::Session::new(fs, mountpoint, &config).map_err(fail)?;
     on_mounted();
     session.run().map_err(fail)

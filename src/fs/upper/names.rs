@@ -1,0 +1,345 @@
+//! Changes to the upper directory's namespace: new entries (made whole in the work directory
+//! and exchanged in when a whiteout holds the name), hardlinks, renames, removals, whiteouts
+//! and opaque marks. Each change that could let a crash show a hidden lower entry again is
+//! one `renameat2` (`RENAME_WHITEOUT` or `RENAME_EXCHANGE`).
+
+use super::{FsError, Upper, rel};
+use crate::fs::path::{join, parent_of};
+use crate::layer::overlay::OPAQUE_XATTR;
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Uid, XattrFlags};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+/// What [`Upper::create`] makes.
+pub enum New<'a> {
+    /// A device, fifo or socket: `mode` holds the file type and permission bits.
+    Node {
+        mode: u32,
+        rdev: u64,
+    },
+    /// A directory (setgid when its parent is).
+    Dir {
+        mode: u32,
+    },
+    Symlink {
+        target: &'a [u8],
+    },
+    /// Another name for the upper entry `existing` (not owned anew: it is the same inode).
+    Link {
+        existing: &'a [u8],
+    },
+}
+
+/// Where a new entry is made: its own path in the upper directory, or a fresh name in the
+/// work directory when a whiteout holds the path (it is then exchanged in whole, so the
+/// name never shows the lower entry the whiteout hides, not even after a crash).
+struct Place<'u> {
+    dir: BorrowedFd<'u>,
+    name: Vec<u8>,
+    in_work: bool,
+}
+
+fn no_flags_or(dir: bool, flag: AtFlags) -> AtFlags {
+    if dir { flag } else { AtFlags::empty() }
+}
+
+impl Upper {
+    fn place(&self, path: &[u8], over_whiteout: bool) -> Place<'_> {
+        if over_whiteout {
+            Place {
+                dir: self.work_fd.as_fd(),
+                name: self.tmp_name(),
+                in_work: true,
+            }
+        } else {
+            Place {
+                dir: self.root_fd.as_fd(),
+                name: path.to_vec(),
+                in_work: false,
+            }
+        }
+    }
+
+    /// Puts a finished new entry in place ([`Place`]); on failure, removes what is left of
+    /// it in the work directory, which is nobody's.
+    fn finish(
+        &self,
+        place: &Place<'_>,
+        path: &[u8],
+        dir: bool,
+        done: Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let done = done.and_then(|()| match place.in_work {
+            true => self.swap_in(&place.name, path),
+            false => Ok(()),
+        });
+        if done.is_err() && place.in_work {
+            // Best effort: the work directory is not visible in the container either way.
+            let _ = rustix::fs::unlinkat(
+                &self.work_fd,
+                rel(&place.name),
+                no_flags_or(dir, AtFlags::REMOVEDIR),
+            );
+        }
+        done
+    }
+
+    /// Makes the new entry `new` at `path`, owned by `uid` and `gid` (the parent's group
+    /// under a setgid parent), opaque if asked (a directory over a lower one). `over_whiteout`
+    /// says a whiteout holds the name.
+    pub fn create(
+        &self,
+        path: &[u8],
+        over_whiteout: bool,
+        new: New<'_>,
+        (uid, gid): (u32, u32),
+        opaque: bool,
+    ) -> Result<(), FsError> {
+        let place = self.place(path, over_whiteout);
+        let (dir, name) = (place.dir, rel(&place.name));
+        match new {
+            New::Node { mode, rdev } => rustix::fs::mknodat(
+                dir,
+                name,
+                FileType::from_raw_mode(mode),
+                Mode::from_raw_mode(mode & 0o7777),
+                rdev,
+            )
+            .map_err(|e| FsError::io(&place.name, e))?,
+            New::Dir { mode } => {
+                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode & 0o7777))
+                    .map_err(|e| FsError::io(path, e))?;
+                if self.parent_is_setgid(path)? {
+                    let mode = Mode::from_raw_mode((mode & 0o7777) | libc::S_ISGID);
+                    rustix::fs::chmodat(dir, name, mode, AtFlags::empty())
+                        .map_err(|e| FsError::io(path, e))?;
+                }
+            }
+            New::Symlink { target } => rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name)
+                .map_err(|e| FsError::io(&place.name, e))?,
+            New::Link { existing } => {
+                rustix::fs::linkat(&self.root_fd, rel(existing), dir, name, AtFlags::empty())
+                    .map_err(|e| FsError::io(path, e))?
+            }
+        }
+        let owned = match new {
+            New::Link { .. } => Ok(()),
+            _ => self.own(&place, path, uid, gid),
+        };
+        let done = owned.and_then(|()| match opaque {
+            true => self.mark_opaque(place.dir, &place.name),
+            false => Ok(()),
+        });
+        self.finish(&place, path, matches!(new, New::Dir { .. }), done)
+    }
+
+    /// Creates the regular file `path` (see [`Upper::create`]) and returns it open
+    /// read-write.
+    pub fn create_file(
+        &self,
+        path: &[u8],
+        over_whiteout: bool,
+        mode: u32,
+        (uid, gid): (u32, u32),
+    ) -> Result<OwnedFd, FsError> {
+        let place = self.place(path, over_whiteout);
+        let bits = Mode::from_raw_mode(mode & 0o7777);
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR;
+        let fd = match place.in_work {
+            true => rustix::fs::openat(place.dir, rel(&place.name), flags | OFlags::CLOEXEC, bits)
+                .map_err(|e| FsError::io(&place.name, e))?,
+            false => self.open_beneath(path, flags, bits)?,
+        };
+        let done = (|| {
+            let gid = self.owner_gid(path, gid)?;
+            rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| FsError::io(path, e))?;
+            if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                // chown cleared them; the caller asked for them.
+                rustix::fs::fchmod(&fd, bits).map_err(|e| FsError::io(path, e))?;
+            }
+            Ok(())
+        })();
+        self.finish(&place, path, false, done)?;
+        Ok(fd)
+    }
+
+    fn parent_is_setgid(&self, path: &[u8]) -> Result<bool, FsError> {
+        Ok(self
+            .stat(parent_of(path).0)?
+            .is_some_and(|st| st.st_mode & libc::S_ISGID != 0))
+    }
+
+    /// The group a new entry at `path` gets: its parent's under a setgid parent, else `gid`.
+    fn owner_gid(&self, path: &[u8], gid: u32) -> Result<u32, FsError> {
+        Ok(match self.stat(parent_of(path).0)? {
+            Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
+            _ => gid,
+        })
+    }
+
+    /// Gives the new entry at `place` (to become `path`) to its creator.
+    fn own(&self, place: &Place<'_>, path: &[u8], uid: u32, gid: u32) -> Result<(), FsError> {
+        let gid = self.owner_gid(path, gid)?;
+        let (dir, name) = (place.dir, rel(&place.name));
+        let before = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| FsError::io(path, e))?;
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| FsError::io(path, e))?;
+        // chown clears setuid/setgid; the caller asked for them on a new entry.
+        if before.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0
+            && FileType::from_raw_mode(before.st_mode) != FileType::Symlink
+        {
+            let mode = Mode::from_raw_mode(before.st_mode & 0o7777);
+            rustix::fs::chmodat(dir, name, mode, AtFlags::empty())
+                .map_err(|e| FsError::io(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts the work entry `tmp` at `path` in place of the whiteout there, in one step
+    /// (`RENAME_EXCHANGE`), then removes the whiteout: the name never shows the lower entry.
+    fn swap_in(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
+        rustix::fs::renameat_with(
+            &self.work_fd,
+            rel(tmp),
+            &self.root_fd,
+            rel(path),
+            RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| FsError::io(path, e))?;
+        rustix::fs::unlinkat(&self.work_fd, rel(tmp), AtFlags::empty())
+            .map_err(|e| FsError::io(path, e))
+    }
+
+    /// Links the upper entry `existing` at `new` too (the other names of a copied-up lower
+    /// hardlink).
+    pub fn link(&self, existing: &[u8], new: &[u8]) -> Result<(), FsError> {
+        rustix::fs::linkat(
+            &self.root_fd,
+            rel(existing),
+            &self.root_fd,
+            rel(new),
+            AtFlags::empty(),
+        )
+        .map_err(|e| FsError::io(new, e))
+    }
+
+    /// Moves the upper entry `src` to `dst`, replacing what is there (a whiteout included)
+    /// in the same step; with `leave_whiteout`, a whiteout takes `src`'s place in that step
+    /// (a lower entry of that name must stay hidden).
+    pub fn rename(&self, src: &[u8], dst: &[u8], leave_whiteout: bool) -> Result<(), FsError> {
+        let flags = match leave_whiteout {
+            true => RenameFlags::WHITEOUT,
+            false => RenameFlags::empty(),
+        };
+        rustix::fs::renameat_with(&self.root_fd, rel(src), &self.root_fd, rel(dst), flags)
+            .map_err(|e| FsError::io(src, e))
+    }
+
+    /// Swaps the upper entries at `a` and `b` in one step (`RENAME_EXCHANGE`).
+    pub fn exchange(&self, a: &[u8], b: &[u8]) -> Result<(), FsError> {
+        rustix::fs::renameat_with(
+            &self.root_fd,
+            rel(a),
+            &self.root_fd,
+            rel(b),
+            RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| FsError::io(a, e))
+    }
+
+    pub fn unlink(&self, path: &[u8], dir: bool) -> Result<(), FsError> {
+        rustix::fs::unlinkat(
+            &self.root_fd,
+            rel(path),
+            no_flags_or(dir, AtFlags::REMOVEDIR),
+        )
+        .map_err(|e| FsError::io(path, e))
+    }
+
+    /// Empties the upper directory `path`, which is empty in the union, so holds at most
+    /// whiteouts.
+    pub fn clear_whiteouts(&self, path: &[u8]) -> Result<(), FsError> {
+        for (child, _) in self.list(path)? {
+            self.unlink(&join(path, &child), false)?;
+        }
+        Ok(())
+    }
+
+    /// Makes a whiteout at `path`, where nothing is.
+    pub fn whiteout(&self, path: &[u8]) -> Result<(), FsError> {
+        rustix::fs::mknodat(
+            &self.root_fd,
+            rel(path),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .map_err(|e| FsError::io(path, e))
+    }
+
+    /// Replaces the entry at `path` (a file, or a directory that is empty in the union, so
+    /// holds only whiteouts) with a whiteout in one step (`RENAME_WHITEOUT`): the entry moves
+    /// to the work directory and is removed there. A crash never leaves the name showing
+    /// the lower entry it hid.
+    pub fn replace_with_whiteout(&self, path: &[u8], dir: bool) -> Result<(), FsError> {
+        let tmp = self.tmp_name();
+        rustix::fs::renameat_with(
+            &self.root_fd,
+            rel(path),
+            &self.work_fd,
+            rel(&tmp),
+            RenameFlags::WHITEOUT,
+        )
+        .map_err(|e| FsError::io(path, e))?;
+        if dir {
+            for (child, _) in self.list_work(&tmp)? {
+                rustix::fs::unlinkat(&self.work_fd, rel(&join(&tmp, &child)), AtFlags::empty())
+                    .map_err(|e| FsError::io(&child, e))?;
+            }
+        }
+        rustix::fs::unlinkat(
+            &self.work_fd,
+            rel(&tmp),
+            no_flags_or(dir, AtFlags::REMOVEDIR),
+        )
+        .map_err(|e| FsError::io(path, e))
+    }
+
+    /// Whether the upper directory `path` is opaque (hides the lower tree below it).
+    pub fn is_opaque(&self, path: &[u8]) -> bool {
+        let Ok(full) = self.proc_path(path) else {
+            return false;
+        };
+        let mut buf = [0u8; 4];
+        matches!(rustix::fs::lgetxattr(&full.path, OPAQUE_XATTR, &mut buf[..]), Ok(1) if buf[0] == b'y')
+    }
+
+    /// Marks the upper directory `path` opaque.
+    pub fn set_opaque(&self, path: &[u8]) -> Result<(), FsError> {
+        let fd = self.open_beneath(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
+            .map_err(|e| FsError::io(path, e))
+    }
+
+    /// Marks the directory `name` in `dir` opaque.
+    fn mark_opaque(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), FsError> {
+        let fd = rustix::fs::openat(
+            dir,
+            rel(name),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| FsError::io(name, e))?;
+        rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
+            .map_err(|e| FsError::io(name, e))
+    }
+}
