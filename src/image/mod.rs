@@ -15,6 +15,7 @@ mod export;
 mod fsck;
 mod gc;
 mod gzip;
+mod hashing;
 mod import;
 mod inspect;
 mod layout;
