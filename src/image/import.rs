@@ -372,8 +372,23 @@ pub(super) struct StoredLayer {
     pub reused: bool,
 }
 
+/// Writes the file of a parsed layer (its entries and tar skeleton) into the store; returns
+/// the layer's record and its file (for the index). Not durable until the next sync.
+pub(super) fn write_parsed_layer(
+    store: &Store,
+    parsed: ParsedLayer,
+) -> Result<(LayerRecord, LayerFile), ImageError> {
+    let record = layer_record(&parsed);
+    let file = LayerFile {
+        entries: parsed.entries,
+        skeleton: parsed.skeleton,
+    };
+    store.write_layer(&record.id, &file)?;
+    Ok((record, file))
+}
+
 /// Summarises a parsed layer.
-pub(super) fn layer_record(parsed: &ParsedLayer) -> LayerRecord {
+fn layer_record(parsed: &ParsedLayer) -> LayerRecord {
     let mut content_bytes = 0;
     let mut files = 0;
     for e in &parsed.entries {
@@ -572,12 +587,7 @@ fn store_layer(
         std::io::Write::flush(&mut keep).map_err(io_err(&kept.0))?;
         store.put_hashed_file(&kept.0, &actual, counted.read)?;
     }
-    let record = layer_record(&parsed);
-    let file = LayerFile {
-        entries: parsed.entries,
-        skeleton: parsed.skeleton,
-    };
-    store.write_layer(&record.id, &file)?;
+    let (record, file) = write_parsed_layer(store, parsed)?;
     let media_type =
         if blob.media_type.starts_with("application/vnd.docker") && blob.digest.is_none() {
             compression.media_type().to_string()

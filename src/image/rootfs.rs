@@ -3,13 +3,13 @@
 
 use super::config::rootfs_config;
 use super::import::{
-    ImportOptions, ImportReport, NewImage, StoredLayer, build_index, finish_import, layer_record,
-    now, now_rfc3339,
+    ImportOptions, ImportReport, NewImage, StoredLayer, build_index, finish_import, now,
+    now_rfc3339, write_parsed_layer,
 };
 use super::tree_tar::{TreeKind, store_tree};
 use super::{ImageError, Progress, io_err};
 use crate::db::{BlobRef, ImageLayer, ImageRecord};
-use crate::layer::{LayerFile, parse_layer};
+use crate::layer::parse_layer;
 use crate::model::{Digest, ImageId};
 use crate::store::Store;
 use std::io::{BufReader, Read};
@@ -55,13 +55,8 @@ pub fn import_rootfs(
             parse_layer(BufReader::with_capacity(1 << 20, counted), store).map_err(layer_err)?
         }
     };
-    let diff_id = parsed.diff_id;
-    let record = layer_record(&parsed);
-    let file = LayerFile {
-        entries: parsed.entries,
-        skeleton: parsed.skeleton,
-    };
-    store.write_layer(&diff_id, &file)?;
+    let (record, file) = write_parsed_layer(store, parsed)?;
+    let diff_id = record.id;
     progress.layer_done(0, &diff_id, false);
     // The source's own mtime, not the clock: the same tree imports as the same image id.
     let mtime = std::fs::metadata(source)
