@@ -9,9 +9,8 @@
 //! the upper is only read.
 
 use super::change::Change;
-use super::import::{
-    ImportReport, NewImage, StoredLayer, finish_import, now_rfc3339, write_parsed_layer,
-};
+use super::finish::{ImportReport, NewImage, finish_import, now, now_rfc3339};
+use super::stored::{StoredLayer, write_parsed_layer};
 use super::tree_tar::{TreeKind, store_tree};
 use super::{ImageError, Progress, check_name, open_db};
 use crate::db::{ImageLayer, ImageRecord};
@@ -130,7 +129,7 @@ pub fn commit<G>(
         id: ImageId(Digest::of(&config)),
         layers,
         created: Some(created),
-        imported: super::import::now(),
+        imported: now(),
         os: parent.os.clone(),
         architecture: parent.architecture.clone(),
         source: format!("commit:{}", tree.display()),

@@ -5,7 +5,7 @@
 use super::ImageError;
 use super::archive::BlobSource;
 use super::config::Platform;
-use super::import::{ImageSpec, LayerBlob};
+use super::spec::{ImageSpec, LayerBlob};
 use crate::model::Digest;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 

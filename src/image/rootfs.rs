@@ -2,10 +2,8 @@
 //! compressed, becomes an image of one layer with a generated config.
 
 use super::config::rootfs_config;
-use super::import::{
-    ImportOptions, ImportReport, NewImage, StoredLayer, build_index, finish_import, now,
-    now_rfc3339, write_parsed_layer,
-};
+use super::finish::{ImportReport, NewImage, build_index, finish_import, now, now_rfc3339};
+use super::stored::{StoredLayer, write_parsed_layer};
 use super::tree_tar::{TreeKind, store_tree};
 use super::{ImageError, Progress, io_err};
 use crate::db::{BlobRef, ImageLayer, ImageRecord};
@@ -23,11 +21,12 @@ pub enum RootfsKind {
     Tar(std::path::PathBuf),
 }
 
+/// Imports the rootfs at `source` as a one-layer image named `name`.
 pub fn import_rootfs(
     store: &Store,
     source: &Path,
     kind: &RootfsKind,
-    options: &ImportOptions,
+    name: Option<String>,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImageError> {
     let origin = match kind {
@@ -88,10 +87,6 @@ pub fn import_rootfs(
         architecture: super::config::Platform::host().architecture,
         source: origin,
     };
-    let name = options.name.clone().or_else(|| {
-        let stem = source.file_name()?.to_str()?.split('.').next()?.to_string();
-        super::check_name(&stem).is_ok().then_some(stem)
-    });
     let layers = vec![StoredLayer {
         record,
         blob: None,

@@ -6,7 +6,7 @@
 //! These functions write files only; the caller holds the store's write guard until the
 //! database names what they wrote (else `snap gc` may take it first).
 
-use super::import::write_parsed_layer;
+use super::stored::write_parsed_layer;
 use super::tree_tar::{TreeKind, adopt_tree, store_tree};
 use super::{ImageError, Progress};
 use crate::db::LayerRecord;
