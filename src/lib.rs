@@ -17,7 +17,10 @@
 //! - [`container`]: containers and the FUSE mount daemon; [`snapshot`]: containerd's
 //!   snapshots over the same store and daemon (`snap snapshotter`).
 //! - [`cli`]: the `snap` command line.
-//! - [`sys`]: the only place that talks to the kernel beyond `std` (flock, syncfs, mmap).
+//! - [`sys`]: the only module allowed `unsafe` code (the crate denies `unsafe_code`
+//!   elsewhere): mmap, plus file locks, syncfs, xattr reads and unmounting. It is not the only
+//!   one to call the kernel: [`fs`] and [`image`] (writing lowerdirs) use rustix's safe calls
+//!   directly.
 //!
 //! The on-disk format is described in `docs/format.md`; what is durable when, in
 //! `docs/crash-safety.md`.

@@ -9,14 +9,12 @@
 //! the upper is only read.
 
 use super::change::Change;
-use super::import::{
-    ImportReport, NewImage, StoredLayer, finish_import, layer_record, now_rfc3339,
-};
+use super::finish::{ImportReport, NewImage, finish_import, now, now_rfc3339};
+use super::stored::{StoredLayer, write_parsed_layer};
 use super::tree_tar::{TreeKind, store_tree};
 use super::{ImageError, Progress, check_name, open_db};
 use crate::db::{ImageLayer, ImageRecord};
 use crate::index::{LayerInput, build_on};
-use crate::layer::LayerFile;
 use crate::model::{Digest, ImageId, LayerId};
 use crate::store::Store;
 use serde_json::{Map, Value, json};
@@ -107,12 +105,7 @@ pub fn commit<G>(
         let _quiet = quiesce()?;
         store_tree(store, tree, TreeKind::Upper, parent.layers.len(), progress)?
     };
-    let record = layer_record(&parsed);
-    let file = LayerFile {
-        entries: parsed.entries,
-        skeleton: parsed.skeleton,
-    };
-    store.write_layer(&record.id, &file)?;
+    let (record, file) = write_parsed_layer(store, parsed)?;
     progress.layer_done(parent.layers.len(), &record.id, false);
 
     // The parent's index plus the new layer: the parent's layers are not read again.
@@ -136,7 +129,7 @@ pub fn commit<G>(
         id: ImageId(Digest::of(&config)),
         layers,
         created: Some(created),
-        imported: super::import::now(),
+        imported: now(),
         os: parent.os.clone(),
         architecture: parent.architecture.clone(),
         source: format!("commit:{}", tree.display()),

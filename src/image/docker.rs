@@ -2,7 +2,7 @@
 
 use super::ImageError;
 use super::archive::BlobSource;
-use super::import::{ImageSpec, LayerBlob};
+use super::spec::{ImageSpec, LayerBlob};
 use crate::model::Digest;
 use serde::{Deserialize, Serialize};
 

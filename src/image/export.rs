@@ -10,9 +10,11 @@
 
 use super::docker::ManifestEntry;
 use super::gzip::ParallelGzip;
+use super::hashing::HashingWriter;
+use super::layout::blob_path;
 use super::{ImageError, Progress, TempFile, io_err, open_db};
 use crate::db::ImageRecord;
-use crate::model::{Digest, DigestHasher, ImageId};
+use crate::model::{Digest, ImageId};
 use crate::store::Store;
 use oci_spec::image::{
     Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType,
@@ -299,10 +301,6 @@ fn full_reference(name: &str) -> String {
     }
 }
 
-fn blob_path(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
-
 fn spec_err(e: oci_spec::OciSpecError) -> ImageError {
     ImageError::Json {
         what: "the exported manifest".into(),
@@ -428,26 +426,6 @@ fn kept_blob(
     })
 }
 
-/// Counts and hashes what goes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: DigestHasher,
-    written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn write_layer(
     store: &Store,
     index: usize,
@@ -457,11 +435,10 @@ fn write_layer(
 ) -> Result<Blob, ImageError> {
     let file = TempFile(path.to_path_buf());
     let layer = store.read_layer(diff_id)?;
-    let mut out = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, File::create(path).map_err(io_err(path))?),
-        hasher: DigestHasher::new(),
-        written: 0,
-    };
+    let mut out = HashingWriter::new(BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).map_err(io_err(path))?,
+    ));
     let open = |d: &Digest| store.open_object(d).map_err(std::io::Error::other);
     let layer_err = |source| ImageError::Layer {
         index,
@@ -488,9 +465,10 @@ fn write_layer(
         }
     }
     out.flush().map_err(io_err(path))?;
+    let size = out.written();
     Ok(Blob {
-        digest: out.hasher.finish(),
-        size: out.written,
+        digest: out.finish(),
+        size,
         path: path.to_path_buf(),
         temp: Some(file),
     })

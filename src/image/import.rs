@@ -1,43 +1,28 @@
 //! `snap import`: one image from an OCI layout, OCI archive, docker archive or rootfs, into
-//! the store, all-or-nothing.
+//! the store, all-or-nothing. This file recognises the source and hands it to `layout`,
+//! `docker` (which choose the image) or `rootfs`, and stores the chosen image's layers.
 //!
 //! Order: layers are read, verified and stored in parallel (objects, then the layer file);
-//! the index is built from all layers' entries; one `syncfs` makes it all durable; then one
-//! database transaction names the image. A failure before that transaction leaves only
-//! unreferenced files for `gc`; the database is untouched.
+//! then, in `finish`, the index is built from all layers' entries, one `syncfs` makes it all
+//! durable, and one database transaction names the image. A failure before that transaction
+//! leaves only unreferenced files for `gc`; the database is untouched.
 
 use super::archive::{BlobSource, DirSource, Member, TarSource};
-use super::config::{Platform, read_config, rfc3339};
+use super::config::{Platform, read_config};
+use super::finish::{ImportReport, NewImage, build_index, finish_import, now};
+use super::spec::{ImageSpec, LayerBlob};
+use super::stored::{StoredLayer, write_parsed_layer};
 use super::{ImageError, Progress, TempFile, check_name, docker, io_err, layout, open_db, rootfs};
 use crate::db::{BlobRef, ImageLayer, ImageRecord, LayerRecord};
-use crate::index::{LayerInput, build};
-use crate::layer::{LayerFile, ParsedLayer, parse_layer};
-use crate::model::{Digest, DigestHasher, ImageId, Kind, LayerId};
+use crate::layer::parse_layer;
+use crate::model::{Digest, DigestHasher, ImageId, LayerId};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
-
-/// An image chosen in a source: verified config bytes and the blobs of its layers.
-pub struct ImageSpec {
-    pub config: Vec<u8>,
-    pub layers: Vec<LayerBlob>,
-    /// The name the source gives the image (OCI `ref.name`, docker `RepoTags`).
-    pub ref_name: Option<String>,
-}
-
-/// One layer blob of a source.
-pub struct LayerBlob {
-    /// The member path in the source.
-    pub path: String,
-    /// The blob digest the manifest claims (verified while reading), if the source names one.
-    pub digest: Option<Digest>,
-    pub media_type: String,
-    pub size: Option<u64>,
-}
+use std::time::Duration;
 
 /// What `snap import` was asked.
 #[derive(Default, Clone)]
@@ -49,19 +34,6 @@ pub struct ImportOptions {
     /// Keep each layer's compressed blob as an object too, so that export can give the
     /// original layer digests (costs the blobs' size again).
     pub keep_blobs: bool,
-}
-
-/// What an import did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ImportReport {
-    pub id: ImageId,
-    pub name: Option<String>,
-    pub layers: usize,
-    pub reused_layers: usize,
-    pub new_objects: u64,
-    pub new_bytes: u64,
-    pub existing_objects: u64,
-    pub existing_bytes: u64,
 }
 
 /// How long an import waits for a running `snap gc` before giving up.
@@ -101,7 +73,8 @@ pub fn import(
         ),
         Opened::Docker(s) => (docker::read_docker_archive(s, options.tag.as_deref())?, s),
         Opened::Rootfs(kind) => {
-            return rootfs::import_rootfs(store, source, kind, options, progress);
+            let name = options.name.clone().or_else(|| default_name(source));
+            return rootfs::import_rootfs(store, source, kind, name, progress);
         }
     };
     let origin = blobs.name();
@@ -156,88 +129,6 @@ pub fn import(
         exclusive_name: false,
     };
     finish_import(store, image, progress)
-}
-
-/// Builds the flattened index of `layers` (bottom first), reading the layer files this
-/// process did not just parse.
-pub(super) fn build_index(store: &Store, layers: &[StoredLayer]) -> Result<Vec<u8>, ImageError> {
-    let mut files = Vec::with_capacity(layers.len());
-    for layer in layers {
-        files.push(match &layer.file {
-            Some(file) => file.clone(),
-            None => store.read_layer(&layer.record.id)?,
-        });
-    }
-    let inputs: Vec<LayerInput<'_>> = layers
-        .iter()
-        .zip(&files)
-        .map(|(l, f)| LayerInput {
-            id: l.record.id,
-            entries: &f.entries,
-        })
-        .collect();
-    build(&inputs).map_err(ImageError::Index)
-}
-
-/// An image whose layers are stored, ready to be made durable and recorded.
-pub(super) struct NewImage<'a> {
-    pub config: &'a [u8],
-    pub record: ImageRecord,
-    pub layers: Vec<StoredLayer>,
-    pub index: Vec<u8>,
-    pub name: Option<String>,
-    /// Fail if `name` already names an image (commit) instead of moving the name (import).
-    pub exclusive_name: bool,
-}
-
-/// Makes the config and the index durable with everything written before, then records the
-/// image in one transaction.
-pub(super) fn finish_import(
-    store: &Store,
-    image: NewImage<'_>,
-    progress: &dyn Progress,
-) -> Result<ImportReport, ImageError> {
-    let NewImage {
-        config,
-        record,
-        layers,
-        index,
-        name,
-        exclusive_name,
-    } = image;
-    store.put_bytes(config)?;
-    store.write_index(&record.id, &index)?;
-    store.sync()?;
-    let db = open_db(store, progress)?;
-    let records: Vec<LayerRecord> = layers.iter().map(|l| l.record.clone()).collect();
-    match db.add_image(&record, &records, name.as_deref(), exclusive_name) {
-        Err(crate::db::DbError::NameTaken(name)) => return Err(ImageError::NameTaken(name)),
-        other => other?,
-    }
-    drop(db);
-    progress.finish();
-    let stats = store.stats();
-    Ok(ImportReport {
-        id: record.id,
-        name,
-        layers: layers.len(),
-        reused_layers: layers.iter().filter(|l| l.reused).count(),
-        new_objects: stats.new_objects.load(Ordering::Relaxed),
-        new_bytes: stats.new_bytes.load(Ordering::Relaxed),
-        existing_objects: stats.existing_objects.load(Ordering::Relaxed),
-        existing_bytes: stats.existing_bytes.load(Ordering::Relaxed),
-    })
-}
-
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub(super) fn now_rfc3339() -> String {
-    rfc3339(now())
 }
 
 fn default_name(source: &Path) -> Option<String> {
@@ -361,34 +252,6 @@ pub(super) fn decompressor<'a, R: BufRead + Send + 'a>(
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     })
-}
-
-/// A layer ready to be recorded.
-pub(super) struct StoredLayer {
-    pub record: LayerRecord,
-    pub blob: Option<BlobRef>,
-    /// The decoded layer file, when this import parsed it (else read back from the store).
-    pub file: Option<LayerFile>,
-    pub reused: bool,
-}
-
-/// Summarises a parsed layer.
-pub(super) fn layer_record(parsed: &ParsedLayer) -> LayerRecord {
-    let mut content_bytes = 0;
-    let mut files = 0;
-    for e in &parsed.entries {
-        if let Kind::File { size, .. } = e.kind {
-            content_bytes += size;
-            files += 1;
-        }
-    }
-    LayerRecord {
-        id: parsed.diff_id,
-        tar_size: parsed.tar_size,
-        entries: parsed.entries.len() as u64,
-        files,
-        content_bytes,
-    }
 }
 
 /// Reads, verifies and stores every layer not already in the store, in parallel.
@@ -572,12 +435,7 @@ fn store_layer(
         std::io::Write::flush(&mut keep).map_err(io_err(&kept.0))?;
         store.put_hashed_file(&kept.0, &actual, counted.read)?;
     }
-    let record = layer_record(&parsed);
-    let file = LayerFile {
-        entries: parsed.entries,
-        skeleton: parsed.skeleton,
-    };
-    store.write_layer(&record.id, &file)?;
+    let (record, file) = write_parsed_layer(store, parsed)?;
     let media_type =
         if blob.media_type.starts_with("application/vnd.docker") && blob.digest.is_none() {
             compression.media_type().to_string()

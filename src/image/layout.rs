@@ -1,10 +1,11 @@
 //! OCI image layouts (a directory or an OCI archive tar): choosing one image by tag and
-//! platform, verifying the index, manifest and config digests.
+//! platform, verifying the index, manifest and config digests. Where a layout keeps a blob
+//! ([`blob_path`]) is also what `export` writes.
 
 use super::ImageError;
 use super::archive::BlobSource;
 use super::config::Platform;
-use super::import::{ImageSpec, LayerBlob};
+use super::spec::{ImageSpec, LayerBlob};
 use crate::model::Digest;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
@@ -12,7 +13,8 @@ const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
-fn blob_path(digest: &Digest) -> String {
+/// Where a layout keeps the blob `digest`: `blobs/sha256/<hex>`.
+pub(super) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 

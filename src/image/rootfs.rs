@@ -2,14 +2,12 @@
 //! compressed, becomes an image of one layer with a generated config.
 
 use super::config::rootfs_config;
-use super::import::{
-    ImportOptions, ImportReport, NewImage, StoredLayer, build_index, finish_import, layer_record,
-    now, now_rfc3339,
-};
+use super::finish::{ImportReport, NewImage, build_index, finish_import, now, now_rfc3339};
+use super::stored::{StoredLayer, write_parsed_layer};
 use super::tree_tar::{TreeKind, store_tree};
 use super::{ImageError, Progress, io_err};
 use crate::db::{BlobRef, ImageLayer, ImageRecord};
-use crate::layer::{LayerFile, parse_layer};
+use crate::layer::parse_layer;
 use crate::model::{Digest, ImageId};
 use crate::store::Store;
 use std::io::{BufReader, Read};
@@ -23,11 +21,12 @@ pub enum RootfsKind {
     Tar(std::path::PathBuf),
 }
 
+/// Imports the rootfs at `source` as a one-layer image named `name`.
 pub fn import_rootfs(
     store: &Store,
     source: &Path,
     kind: &RootfsKind,
-    options: &ImportOptions,
+    name: Option<String>,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImageError> {
     let origin = match kind {
@@ -55,13 +54,8 @@ pub fn import_rootfs(
             parse_layer(BufReader::with_capacity(1 << 20, counted), store).map_err(layer_err)?
         }
     };
-    let diff_id = parsed.diff_id;
-    let record = layer_record(&parsed);
-    let file = LayerFile {
-        entries: parsed.entries,
-        skeleton: parsed.skeleton,
-    };
-    store.write_layer(&diff_id, &file)?;
+    let (record, file) = write_parsed_layer(store, parsed)?;
+    let diff_id = record.id;
     progress.layer_done(0, &diff_id, false);
     // The source's own mtime, not the clock: the same tree imports as the same image id.
     let mtime = std::fs::metadata(source)
@@ -93,10 +87,6 @@ pub fn import_rootfs(
         architecture: super::config::Platform::host().architecture,
         source: origin,
     };
-    let name = options.name.clone().or_else(|| {
-        let stem = source.file_name()?.to_str()?.split('.').next()?.to_string();
-        super::check_name(&stem).is_ok().then_some(stem)
-    });
     let layers = vec![StoredLayer {
         record,
         blob: None,

@@ -6,12 +6,11 @@
 //! These functions write files only; the caller holds the store's write guard until the
 //! database names what they wrote (else `snap gc` may take it first).
 
-use super::import::layer_record;
+use super::stored::write_parsed_layer;
 use super::tree_tar::{TreeKind, adopt_tree, store_tree};
 use super::{ImageError, Progress};
 use crate::db::LayerRecord;
 use crate::index::{LayerInput, build, build_on};
-use crate::layer::LayerFile;
 use crate::model::{Digest, ImageId, LayerId};
 use crate::store::Store;
 use std::path::Path;
@@ -78,12 +77,7 @@ pub fn store_upper_on_stack<G>(
         }
     };
     let stored = start.elapsed();
-    let record = layer_record(&parsed);
-    let file = LayerFile {
-        entries: parsed.entries,
-        skeleton: parsed.skeleton,
-    };
-    store.write_layer(&record.id, &file)?;
+    let (record, file) = write_parsed_layer(store, parsed)?;
     let index = build_on(
         &parent_index,
         &[LayerInput {

@@ -7,6 +7,7 @@
 //! and checked unchanged (size, mtime, ctime) after the read; one that changed is read again,
 //! so the tar never holds half of a write made while it was being written.
 
+use super::hashing::HashingWriter;
 use super::{ImageError, Progress, TempFile, io_err};
 use crate::layer::{ParsedLayer, TarDigest, overlay, parse_layer_with};
 use crate::model::{Digest, DigestHasher};
@@ -108,10 +109,7 @@ fn store_tree_once(
             // Owned here, so that a writer that fails drops it and the parser waiting for the
             // digest hears so instead of waiting forever.
             let tar_digest = tar_digest;
-            let mut hashing = HashingWriter {
-                inner: writer,
-                hasher: DigestHasher::new(),
-            };
+            let mut hashing = HashingWriter::new(writer);
             write_tree_tar(
                 root,
                 kind,
@@ -121,7 +119,7 @@ fn store_tree_once(
                 bodies,
                 &mut hashing,
             )?;
-            let _ = tar_digest.send(hashing.hasher.finish());
+            let _ = tar_digest.send(hashing.finish());
             Ok(())
         });
         let reader = BufReader::with_capacity(1 << 20, reader);
@@ -299,24 +297,6 @@ fn write_tree_tar(
         .map_err(io_err(root))?
         .flush()
         .map_err(io_err(root))
-}
-
-/// Hashes what it writes.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: DigestHasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// The file a body was read from, and its metadata when it was read.

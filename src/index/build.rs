@@ -1,6 +1,7 @@
 //! Merging layers into one tree and encoding it.
 
 use super::format::Encoder;
+use super::tree::{Node, Tree};
 use super::{Index, IndexError, NodeKind};
 use crate::model::{Entry, EntryPath, Ino, Kind, LayerId, Meta};
 use std::collections::{BTreeMap, HashMap};
@@ -9,20 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 pub struct LayerInput<'a> {
     pub id: LayerId,
     pub entries: &'a [Entry],
-}
-
-/// A node of the merged tree. Hardlinked names share one node, so one inode.
-#[derive(Debug)]
-pub(super) struct Node {
-    pub kind: Kind,
-    pub meta: Meta,
-    /// For directories: name → node id, sorted by name.
-    pub children: BTreeMap<Vec<u8>, usize>,
-}
-
-/// The merged tree as an arena; node 0 is the root. Detached nodes stay in the arena unused.
-pub(super) struct Tree {
-    pub nodes: Vec<Node>,
 }
 
 /// Merges `layers` (bottom first) and encodes the flattened index.

@@ -22,7 +22,7 @@
 //! ```
 
 use super::IndexError;
-use super::build::Tree;
+use super::tree::Tree;
 use crate::model::Kind;
 use std::collections::HashMap;
 

@@ -12,6 +12,7 @@
 mod build;
 pub mod format;
 mod read;
+mod tree;
 
 pub use build::{LayerInput, build, build_on};
 pub use read::{Index, Inode, NodeKind};

@@ -11,104 +11,14 @@
 //! A crash loses nothing: the record stays pending with its directory, and the queue is
 //! filled again from the database when the snapshotter starts.
 
-use super::service::GC_WAIT;
-use super::{SnapshotError, Snapshots};
-use crate::db::{SnapshotKind, SnapshotRecord, SnapshotUsage};
+use super::SnapshotError;
+use super::queue::Job;
+use super::state::{GC_WAIT, Snapshots};
+use crate::db::{SnapshotRecord, SnapshotUsage};
 use crate::image::{Handover, ImageError, Silent, store_upper_on_stack};
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-
-/// A committed unpack to store: its key and its directory (a key may be removed and used
-/// again; the directory tells the snapshots apart).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Job {
-    pub key: String,
-    pub dir: u64,
-}
-
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Job>,
-    running: bool,
-    /// Jobs that failed, in the order they ran, with why: queued again by
-    /// [`IngestQueue::retry_failed`] (a container waiting for one) and at the next start.
-    failed: Vec<(Job, String)>,
-}
-
-/// The queue of pending snapshots, in commit order.
-#[derive(Default)]
-pub(super) struct IngestQueue {
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-impl IngestQueue {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn push(&self, job: Job) {
-        self.state().queue.push_back(job);
-        self.changed.notify_all();
-    }
-
-    /// The next job, unless one is running or none waits; [`IngestQueue::finish`] ends it.
-    fn take(&self) -> Option<Job> {
-        let mut state = self.state();
-        if state.running {
-            return None;
-        }
-        let job = state.queue.pop_front()?;
-        state.running = true;
-        Some(job)
-    }
-
-    fn finish(&self, job: &Job, result: Result<(), String>) {
-        let mut state = self.state();
-        state.running = false;
-        if let Err(reason) = result {
-            state.failed.push((job.clone(), reason));
-        }
-        self.changed.notify_all();
-    }
-
-    /// Whether nothing is queued or running.
-    fn idle(&self) -> bool {
-        let state = self.state();
-        !state.running && state.queue.is_empty()
-    }
-
-    fn failure(&self, dir: u64) -> Option<String> {
-        let state = self.state();
-        let failed = state.failed.iter().find(|(job, _)| job.dir == dir);
-        failed.map(|(_, reason)| reason.clone())
-    }
-
-    /// Queues the failed jobs again, first and in their order (parents before children).
-    fn retry_failed(&self) {
-        let mut state = self.state();
-        let failed = std::mem::take(&mut state.failed);
-        for (job, _) in failed.into_iter().rev() {
-            state.queue.push_front(job);
-        }
-        self.changed.notify_all();
-    }
-
-    /// Waits until a job ends or is queued, or `timeout` passes.
-    fn wait(&self, timeout: Duration) {
-        let state = self.state();
-        let _ = self.changed.wait_timeout(state, timeout);
-    }
-
-    /// Waits until a job could be taken.
-    fn wait_for_work(&self) {
-        let mut state = self.state();
-        while state.running || state.queue.is_empty() {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
 
 impl Snapshots {
     /// Stores queued snapshots in a thread of their own, for as long as the process lives.
@@ -249,32 +159,6 @@ impl Snapshots {
         }
         Ok(())
     }
-
-    /// Discards those of snapshot directories `dirs` that no snapshot uses any more.
-    pub(super) fn release_dirs(&self, dirs: &[u64]) {
-        let in_use = match self.db().and_then(|db| Ok(db.snapshots()?)) {
-            Ok(records) => dirs_in_use(&records),
-            Err(e) => {
-                tracing::warn!("keeping snapshot directories {dirs:?} for cleanup: {e}");
-                return;
-            }
-        };
-        for &n in dirs {
-            if !in_use.contains(&n) {
-                self.discard_dir_in_background(n);
-            }
-        }
-    }
-}
-
-/// The snapshot directories that `records` use: those of active, view and pending
-/// snapshots, and the pending uppers that unpacks mount as lower layers.
-pub(super) fn dirs_in_use(records: &[SnapshotRecord]) -> HashSet<u64> {
-    records
-        .iter()
-        .filter(|s| s.kind != SnapshotKind::Committed || s.pending)
-        .flat_map(|s| std::iter::once(s.dir).chain(s.lower_dirs.iter().copied()))
-        .collect()
 }
 
 /// The pending snapshots among `records`, each after its pending parent.
@@ -311,6 +195,7 @@ fn in_commit_order(records: &[SnapshotRecord]) -> Vec<Job> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::SnapshotKind;
     use crate::model::Ino;
     use crate::snapshot::MountSpec;
     use std::collections::BTreeMap;

@@ -20,17 +20,20 @@
 //! containers made with the CLI never appear to containerd, so its garbage collector cannot
 //! remove them, and no key containerd sends can name them.
 
+mod dirs;
 mod filter;
 mod grpc;
 mod ingest;
 mod mounts;
+mod queue;
 mod service;
 mod shared_db;
+mod state;
 
 pub use filter::{FilterError, Filters};
 pub use grpc::serve;
 pub use mounts::MountSpec;
-pub use service::Snapshots;
+pub use state::Snapshots;
 
 use crate::container::ContainerError;
 use crate::db::DbError;

@@ -9,81 +9,27 @@
 //! swaps the active record for the committed one; a commit of an unpack swaps at once, to a
 //! pending record whose upper is stored in the background (`ingest`).
 
-use super::ingest::{IngestQueue, Job, dirs_in_use};
+use super::dirs::dirs_in_use;
 use super::mounts::{MountSpec, is_unpack, mounts_of};
-use super::shared_db::{DbGuard, SharedDb};
+use super::queue::Job;
+use super::state::{GC_WAIT, Snapshots};
 use super::{Filters, SnapshotError, io_err};
-use crate::container::{Daemon, daemon_at, detached, spawn, stop_unless_busy};
+use crate::container::{Daemon, daemon_at, detached, spawn};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
 use crate::image::{Handover, Silent, ensure_stack_index, stack_id, store_upper_on_stack};
 use crate::model::LayerId;
-use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, SystemTime};
-
-/// How long an operation waits for a running `snap gc`.
-pub(super) const GC_WAIT: Duration = Duration::from_secs(600);
-
-/// containerd's snapshots in one store.
-pub struct Snapshots {
-    pub(super) store: Store,
-    db: SharedDb,
-    /// Held shared by operations that make or use snapshot directories, exclusively by
-    /// `cleanup`, which must not take a directory whose record is being written.
-    dirs: RwLock<()>,
-    /// One daemon start at a time: two `Mounts` of one snapshot must not both start one.
-    starting: Mutex<()>,
-    /// Committed unpacks whose uppers are still to be stored as layers.
-    pub(super) ingests: IngestQueue,
-}
+use std::path::Path;
+use std::time::SystemTime;
 
 impl Snapshots {
     /// The snapshots of the store at `root`; those committed but not stored yet are queued
     /// (see [`Snapshots::run_ingester`]).
     pub fn open(root: &Path) -> Result<Self, SnapshotError> {
-        let snapshots = Snapshots {
-            store: Store::open(root)?,
-            db: SharedDb::new(root),
-            dirs: RwLock::new(()),
-            starting: Mutex::new(()),
-            ingests: IngestQueue::default(),
-        };
+        let snapshots = Snapshots::new(root)?;
         snapshots.queue_pending()?;
         Ok(snapshots)
-    }
-
-    pub(super) fn db(&self) -> Result<DbGuard<'_>, SnapshotError> {
-        self.db.lock()
-    }
-
-    pub(super) fn shared_dirs(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.dirs.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Closes the database if no operation used it for a while; call it periodically.
-    pub fn close_idle_db(&self) {
-        self.db.close_if_idle();
-    }
-
-    fn snapshots_dir(&self) -> PathBuf {
-        self.store.root().join("snapshots")
-    }
-
-    pub(super) fn dir(&self, n: u64) -> PathBuf {
-        self.snapshots_dir().join(n.to_string())
-    }
-
-    pub(super) fn get(db: &Db, key: &str) -> Result<SnapshotRecord, SnapshotError> {
-        db.snapshot(key)?
-            .ok_or_else(|| SnapshotError::NotFound(key.to_string()))
-    }
-
-    pub fn stat(&self, key: &str) -> Result<SnapshotRecord, SnapshotError> {
-        let db = self.db()?;
-        Self::get(&db, key)
     }
 
     /// A new active (or view) snapshot `key` on the committed snapshot `parent` (none if
@@ -350,73 +296,6 @@ impl Snapshots {
         Ok(())
     }
 
-    /// Stops the daemons of snapshot directory `n` and removes it, unless a container still
-    /// runs on its mount (then `cleanup` removes it once that is over). Failures are logged,
-    /// not returned: the record is already gone, and `cleanup` tries again.
-    fn discard_dir(&self, n: u64) {
-        if self.stop_daemons(n) {
-            let dir = self.dir(n);
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!("removing {}: {e}", dir.display());
-            }
-        }
-    }
-
-    /// [`Snapshots::discard_dir`], with the removal of the files in another thread: removing
-    /// thousands of files (and discarding their blocks) need not delay containerd.
-    pub(super) fn discard_dir_in_background(&self, n: u64) {
-        if !self.stop_daemons(n) {
-            return;
-        }
-        let dir = self.dir(n);
-        let parked = dir.with_file_name(format!("{n}.removing"));
-        if let Err(e) = std::fs::rename(&dir, &parked) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("moving {} aside: {e}", dir.display());
-            }
-            return self.discard_dir(n);
-        }
-        std::thread::spawn(move || {
-            if let Err(e) = std::fs::remove_dir_all(&parked) {
-                tracing::warn!("removing {}: {e}", parked.display());
-            }
-        });
-    }
-
-    /// Stops the daemons serving snapshot directory `n`; false if one of their mounts is
-    /// still in use (its daemon then serves on).
-    fn stop_daemons(&self, n: u64) -> bool {
-        let dir = self.dir(n);
-        let mut stopped = true;
-        for daemon_dir in [dir.join("parent"), dir] {
-            let stop = match daemon_at(&daemon_dir) {
-                Daemon::Gone => continue,
-                Daemon::Mounted(state) => {
-                    stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string(), state)
-                }
-                // Its mount lives on only elsewhere: in use.
-                Daemon::Detached(_) => Ok(false),
-            };
-            match stop {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::info!(
-                        "{}: still in use; left for a later cleanup",
-                        daemon_dir.display()
-                    );
-                    stopped = false;
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    stopped = false;
-                }
-            }
-        }
-        stopped
-    }
-
     /// Replaces the labels (`fieldpaths` empty or `labels`) or the named ones (`labels.KEY`)
     /// of snapshot `key`; returns the updated record.
     pub fn update(
@@ -475,7 +354,7 @@ impl Snapshots {
     /// Removes snapshot directories that no record names (left by a crash or a failed
     /// removal) and directories a crash left half removed, stopping their daemons.
     pub fn cleanup(&self) -> Result<(), SnapshotError> {
-        let _dirs = self.dirs.write().unwrap_or_else(|e| e.into_inner());
+        let _dirs = self.exclusive_dirs();
         let named = dirs_in_use(&self.db()?.snapshots()?);
         let root = self.snapshots_dir();
         let entries = match std::fs::read_dir(&root) {
@@ -533,6 +412,7 @@ mod tests {
     use super::*;
     use crate::model::Kind;
     use crate::snapshot::ErrorCode;
+    use crate::store::Store;
 
     fn code<T: std::fmt::Debug>(result: Result<T, SnapshotError>) -> ErrorCode {
         result.expect_err("the operation should fail").code()

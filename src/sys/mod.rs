@@ -25,8 +25,6 @@ fn try_flock(file: &File, op: rustix::fs::FlockOperation) -> io::Result<bool> {
     }
 }
 
-/// Flushes every dirty page and inode of the filesystem holding `file` to disk: one call
-/// makes a whole batch of object writes durable.
 /// A pipe with a 1 MiB buffer (the default 64 KiB makes a thread hand-off per 64 KiB when one
 /// thread streams a big file to another); the default size if the kernel refuses.
 pub fn big_pipe() -> io::Result<(io::PipeReader, io::PipeWriter)> {
@@ -35,6 +33,8 @@ pub fn big_pipe() -> io::Result<(io::PipeReader, io::PipeWriter)> {
     Ok((reader, writer))
 }
 
+/// Flushes every dirty page and inode of the filesystem holding `file` to disk: one call
+/// makes a whole batch of object writes durable.
 pub fn syncfs(file: &File) -> io::Result<()> {
     rustix::fs::syncfs(file.as_fd()).map_err(Into::into)
 }

@@ -1,0 +1,111 @@
+//! The snapshot directories (`<root>/snapshots/<n>`): where each is, which the records still
+//! use, and discarding one (its daemons stopped first) once none does.
+
+use super::state::Snapshots;
+use crate::container::{Daemon, daemon_at, stop_unless_busy};
+use crate::db::{SnapshotKind, SnapshotRecord};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+impl Snapshots {
+    pub(super) fn snapshots_dir(&self) -> PathBuf {
+        self.store.root().join("snapshots")
+    }
+
+    pub(super) fn dir(&self, n: u64) -> PathBuf {
+        self.snapshots_dir().join(n.to_string())
+    }
+
+    /// Discards those of snapshot directories `dirs` that no snapshot uses any more.
+    pub(super) fn release_dirs(&self, dirs: &[u64]) {
+        let in_use = match self.db().and_then(|db| Ok(db.snapshots()?)) {
+            Ok(records) => dirs_in_use(&records),
+            Err(e) => {
+                tracing::warn!("keeping snapshot directories {dirs:?} for cleanup: {e}");
+                return;
+            }
+        };
+        for &n in dirs {
+            if !in_use.contains(&n) {
+                self.discard_dir_in_background(n);
+            }
+        }
+    }
+
+    /// Stops the daemons of snapshot directory `n` and removes it, unless a container still
+    /// runs on its mount (then `cleanup` removes it once that is over). Failures are logged,
+    /// not returned: the record is already gone, and `cleanup` tries again.
+    pub(super) fn discard_dir(&self, n: u64) {
+        if self.stop_daemons(n) {
+            let dir = self.dir(n);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("removing {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// [`Snapshots::discard_dir`], with the removal of the files in another thread: removing
+    /// thousands of files (and discarding their blocks) need not delay containerd.
+    pub(super) fn discard_dir_in_background(&self, n: u64) {
+        if !self.stop_daemons(n) {
+            return;
+        }
+        let dir = self.dir(n);
+        let parked = dir.with_file_name(format!("{n}.removing"));
+        if let Err(e) = std::fs::rename(&dir, &parked) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("moving {} aside: {e}", dir.display());
+            }
+            return self.discard_dir(n);
+        }
+        std::thread::spawn(move || {
+            if let Err(e) = std::fs::remove_dir_all(&parked) {
+                tracing::warn!("removing {}: {e}", parked.display());
+            }
+        });
+    }
+
+    /// Stops the daemons serving snapshot directory `n`; false if one of their mounts is
+    /// still in use (its daemon then serves on).
+    pub(super) fn stop_daemons(&self, n: u64) -> bool {
+        let dir = self.dir(n);
+        let mut stopped = true;
+        for daemon_dir in [dir.join("parent"), dir] {
+            let stop = match daemon_at(&daemon_dir) {
+                Daemon::Gone => continue,
+                Daemon::Mounted(state) => {
+                    stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string(), state)
+                }
+                // Its mount lives on only elsewhere: in use.
+                Daemon::Detached(_) => Ok(false),
+            };
+            match stop {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        "{}: still in use; left for a later cleanup",
+                        daemon_dir.display()
+                    );
+                    stopped = false;
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    stopped = false;
+                }
+            }
+        }
+        stopped
+    }
+}
+
+/// The snapshot directories that `records` use: those of active, view and pending
+/// snapshots, and the pending uppers that unpacks mount as lower layers.
+pub(super) fn dirs_in_use(records: &[SnapshotRecord]) -> HashSet<u64> {
+    records
+        .iter()
+        .filter(|s| s.kind != SnapshotKind::Committed || s.pending)
+        .flat_map(|s| std::iter::once(s.dir).chain(s.lower_dirs.iter().copied()))
+        .collect()
+}
