@@ -2,13 +2,14 @@
 
 use super::{output, progress::Bar};
 use crate::image::CommitOptions;
+use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
 
 #[derive(clap::Args)]
 pub struct CommitArgs {
     /// The container whose changes become the new layer.
-    container: String,
+    container: ContainerName,
     /// The new image's name.
     image: String,
     /// A comment for the new layer's history entry.

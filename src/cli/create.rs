@@ -1,5 +1,6 @@
 //! `snap create IMAGE NAME`
 
+use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
 
@@ -8,7 +9,7 @@ pub struct CreateArgs {
     /// Image name or id.
     image: String,
     /// Container name (letters, digits, '-', '_', '.').
-    name: String,
+    name: ContainerName,
 }
 
 pub fn run(store: &Store, args: CreateArgs) -> Result<i32> {

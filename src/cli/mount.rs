@@ -1,5 +1,6 @@
 //! `snap mount NAME MOUNTPOINT [--foreground]` and `snap umount NAME`
 
+use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct MountArgs {
     /// Container name.
-    name: String,
+    name: ContainerName,
     /// Where to mount its root filesystem.
     mountpoint: PathBuf,
     /// Serve in this process until unmounted (the background daemon runs this).
@@ -21,7 +22,7 @@ pub struct MountArgs {
 #[derive(clap::Args)]
 pub struct UmountArgs {
     /// Container name.
-    name: String,
+    name: ContainerName,
 }
 
 pub fn run(store: &Store, args: MountArgs) -> Result<i32> {

@@ -1,6 +1,7 @@
 //! `snap ps [--json]` and `snap rm NAME [--force]`
 
 use super::output::{self, size};
+use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
 
@@ -15,7 +16,7 @@ pub struct PsArgs {
 pub struct RmArgs {
     /// Container names.
     #[arg(required = true)]
-    names: Vec<String>,
+    names: Vec<ContainerName>,
     /// Unmount first if mounted.
     #[arg(long, short)]
     force: bool,
@@ -31,7 +32,7 @@ pub fn run(store: &Store, args: PsArgs) -> Result<i32> {
         .iter()
         .map(|c| {
             vec![
-                c.name.clone(),
+                c.name.to_string(),
                 c.image_names
                     .first()
                     .cloned()

@@ -6,11 +6,12 @@
 
 use super::{ContainerError, dir, open_db};
 use crate::image::{CommitOptions, CommitReport, Progress};
+use crate::model::ContainerName;
 use crate::store::Store;
 
 pub fn commit(
     store: &Store,
-    name: &str,
+    name: &ContainerName,
     options: &CommitOptions,
     progress: &dyn Progress,
 ) -> Result<CommitReport, ContainerError> {

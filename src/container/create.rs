@@ -1,11 +1,15 @@
 //! `snap create IMAGE NAME`: a container record and its upper and work directories.
 
-use super::{ContainerError, check_name, dir, image_file, io_err, open_db};
+use super::{ContainerError, dir, image_file, io_err, open_db};
 use crate::db::ContainerRecord;
+use crate::model::ContainerName;
 use crate::store::Store;
 
-pub fn create(store: &Store, image: &str, name: &str) -> Result<ContainerRecord, ContainerError> {
-    check_name(name)?;
+pub fn create(
+    store: &Store,
+    image: &str,
+    name: &ContainerName,
+) -> Result<ContainerRecord, ContainerError> {
     let db = open_db(store)?;
     let image = db.resolve(image)?;
     if db.container(name)?.is_some() {
@@ -21,7 +25,7 @@ pub fn create(store: &Store, image: &str, name: &str) -> Result<ContainerRecord,
         std::fs::create_dir_all(&path).map_err(io_err(&path))?;
     }
     let record = ContainerRecord {
-        name: name.to_string(),
+        name: name.clone(),
         image: image.id,
     };
     db.add_container(&record)?;

@@ -29,14 +29,15 @@ pub use remove::remove;
 pub use status::{ContainerStatus, list};
 
 use crate::db::DbError;
+use crate::model::ContainerName;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 
 /// Why a container operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
-    #[error("invalid container name {name:?}: {reason}")]
-    BadName { name: String, reason: &'static str },
+    #[error(transparent)]
+    BadName(#[from] crate::model::NameError),
     #[error("container {0:?} already exists")]
     Exists(String),
     #[error("no container named {0:?}")]
@@ -80,37 +81,14 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> C
     }
 }
 
-/// Checks a container name: a single path component of ordinary characters.
-pub fn check_name(name: &str) -> Result<(), ContainerError> {
-    let bad = |reason| {
-        Err(ContainerError::BadName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    if name.is_empty() || name.len() > 128 {
-        return bad("it must be 1 to 128 characters");
-    }
-    if name.starts_with('.') || name.starts_with('-') {
-        return bad("it must not start with a dot or a dash");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return bad("only letters, digits, '-', '_' and '.' are allowed (no '/')");
-    }
-    Ok(())
-}
-
 /// The control socket of container `name`'s daemon.
-pub fn control_path(store: &Store, name: &str) -> PathBuf {
+pub fn control_path(store: &Store, name: &ContainerName) -> PathBuf {
     dir(store, name).join("control.sock")
 }
 
 /// The directory of container `name`.
-pub fn dir(store: &Store, name: &str) -> PathBuf {
-    store.root().join("containers").join(name)
+pub fn dir(store: &Store, name: &ContainerName) -> PathBuf {
+    store.root().join("containers").join(name.as_str())
 }
 
 /// The file in a container's directory naming its image (written once its record exists,

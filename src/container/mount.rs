@@ -10,7 +10,7 @@
 
 use super::{ContainerError, dir, image_of, io_err, open_db};
 use crate::fs::{Mounted, Upper};
-use crate::model::ImageId;
+use crate::model::{ContainerName, ImageId};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
@@ -81,7 +81,11 @@ pub fn live_state_at(dir: &Path) -> Option<MountState> {
 }
 
 /// Mounts container `name` at `mountpoint` with a background daemon; returns its pid.
-pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, ContainerError> {
+pub fn mount(
+    store: &Store,
+    name: &ContainerName,
+    mountpoint: &Path,
+) -> Result<u32, ContainerError> {
     let image = match image_of(&dir(store, name)) {
         Some(image) => image,
         // A container made before the image file, or a create or rm cut short.
@@ -101,11 +105,15 @@ pub fn mount(store: &Store, name: &str, mountpoint: &Path) -> Result<u32, Contai
                 pid: state.pid,
             });
         }
-        Daemon::Detached(state) => return Err(detached(name, state)),
+        Daemon::Detached(state) => return Err(detached(name.as_str(), state)),
     }
     let mut args: Vec<std::ffi::OsString> = vec!["mount".into(), "--foreground".into()];
-    args.extend(["--image".into(), image.to_string().into(), name.into()]);
-    spawn(store, &dir(store, name), name, &args, mountpoint)
+    args.extend([
+        "--image".into(),
+        image.to_string().into(),
+        name.as_str().into(),
+    ]);
+    spawn(store, &dir(store, name), name.as_str(), &args, mountpoint)
 }
 
 /// Starts `snap --root ROOT ARGS… MOUNTPOINT` as a detached daemon serving `dir` and waits
@@ -182,7 +190,7 @@ pub fn spawn(
 /// is given it, so that it never opens the database).
 pub fn serve(
     store: Store,
-    name: &str,
+    name: &ContainerName,
     image: Option<ImageId>,
     mountpoint: &Path,
 ) -> Result<(), ContainerError> {
@@ -257,8 +265,8 @@ pub fn serve_dir(
 }
 
 /// Unmounts container `name` and waits for its daemon to exit.
-pub fn umount(store: &Store, name: &str) -> Result<MountState, ContainerError> {
-    stop(&dir(store, name), name)
+pub fn umount(store: &Store, name: &ContainerName) -> Result<MountState, ContainerError> {
+    stop(&dir(store, name), name.as_str())
 }
 
 /// Unmounts the daemon serving `dir` and waits for it to exit. `what` names it in errors.

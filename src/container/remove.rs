@@ -2,9 +2,10 @@
 
 use super::mount::{Daemon, daemon_at, detached};
 use super::{ContainerError, dir, image_file, io_err, open_db, umount};
+use crate::model::ContainerName;
 use crate::store::Store;
 
-pub fn remove(store: &Store, name: &str, force: bool) -> Result<(), ContainerError> {
+pub fn remove(store: &Store, name: &ContainerName, force: bool) -> Result<(), ContainerError> {
     let db = open_db(store)?;
     db.container(name)?
         .ok_or_else(|| ContainerError::NoSuchContainer(name.to_string()))?;
@@ -22,7 +23,7 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<(), ContainerErr
             umount(store, name)?;
         }
         // Its upper is in use: not even --force removes it.
-        Daemon::Detached(state) => return Err(detached(name, state)),
+        Daemon::Detached(state) => return Err(detached(name.as_str(), state)),
     }
     let dir = dir(store, name);
     // The image file goes first: a crash right after it leaves the record, which `mount`

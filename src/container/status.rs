@@ -2,12 +2,12 @@
 
 use super::mount::{Daemon, daemon_at};
 use super::{ContainerError, dir, open_db};
-use crate::model::ImageId;
+use crate::model::{ContainerName, ImageId};
 use crate::store::Store;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ContainerStatus {
-    pub name: String,
+    pub name: ContainerName,
     pub image: ImageId,
     pub image_names: Vec<String>,
     /// Where its daemon serves it; none while unmounted, or detached (see `pid`).

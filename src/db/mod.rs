@@ -22,7 +22,7 @@ pub use records::{
     SnapshotUsage,
 };
 
-use crate::model::{Digest, ImageId, LayerId};
+use crate::model::{ContainerName, Digest, ImageId, LayerId};
 use crate::sys::{FileLock, LockWait};
 use sled::Transactional;
 use std::path::{Path, PathBuf};
@@ -272,21 +272,21 @@ impl Db {
         }
     }
 
-    pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>, DbError> {
-        one(&self.containers, "containers", name.as_bytes())
+    pub fn container(&self, name: &ContainerName) -> Result<Option<ContainerRecord>, DbError> {
+        one(&self.containers, "containers", name.as_str().as_bytes())
     }
 
     /// Records a new container; its directories must already exist.
     pub fn add_container(&self, record: &ContainerRecord) -> Result<(), DbError> {
         self.containers
-            .insert(record.name.as_bytes(), encode(record))
+            .insert(record.name.as_str().as_bytes(), encode(record))
             .map_err(sled_err("containers"))?;
         self.flush()
     }
 
-    pub fn remove_container(&self, name: &str) -> Result<(), DbError> {
+    pub fn remove_container(&self, name: &ContainerName) -> Result<(), DbError> {
         self.containers
-            .remove(name.as_bytes())
+            .remove(name.as_str().as_bytes())
             .map_err(sled_err("containers"))?;
         self.flush()
     }
@@ -358,7 +358,7 @@ impl Db {
                 .containers()?
                 .into_iter()
                 .filter(|c| c.image == *image)
-                .map(|c| c.name)
+                .map(|c| c.name.to_string())
                 .collect();
             if !users.is_empty() {
                 return Err(DbError::ImageInUse {

@@ -1,6 +1,6 @@
 //! The records kept in the database. Versioned by field presence: new fields get defaults.
 
-use crate::model::{Digest, ImageId, LayerId};
+use crate::model::{ContainerName, Digest, ImageId, LayerId};
 use serde::{Deserialize, Serialize};
 
 /// The compressed blob a layer was imported from (what a manifest names).
@@ -53,7 +53,7 @@ pub struct LayerRecord {
 /// A container: an image plus its own upper directory (created by `snap create`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
-    pub name: String,
+    pub name: ContainerName,
     pub image: ImageId,
 }
 

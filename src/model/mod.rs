@@ -1,13 +1,15 @@
 //! The domain vocabulary shared by every module: content digests, ids, inode numbers,
-//! and the layer entry model (`Entry`, `Kind`, `Meta`).
+//! container names, and the layer entry model (`Entry`, `Kind`, `Meta`).
 //!
 //! Pure types only: nothing here opens a path or performs I/O.
 
 mod digest;
 mod entry;
+mod name;
 
 pub use digest::{Digest, DigestError, DigestHasher, ImageId, LayerId};
 pub use entry::{Entry, EntryPath, Kind, Meta, PathError, Xattr};
+pub use name::{ContainerName, NameError};
 
 /// An inode number in a flattened image index (root is 1).
 ///
