@@ -1,5 +1,7 @@
 //! The container's upper directory, in overlayfs's format, and its work directory: the only
-//! door to either. Nothing else in `src/fs` makes a system call on an upper or work path.
+//! door to either. Nothing else in `src/fs` makes a system call on an upper or work path;
+//! what others do with a file this module opened (fstat, ftruncate, reads and writes of an
+//! open file) goes through its descriptor, with no path resolved.
 //!
 //! Entries are named by path relative to the upper root; whiteouts are character devices
 //! 0/0, opaque directories carry `trusted.overlay.opaque=y`, and new or copied-up entries
