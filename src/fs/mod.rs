@@ -10,7 +10,7 @@
 //!
 //! The files, each using only those listed before it (docs/mount.md draws the map):
 //!
-//! - `error.rs`, `id.rs` (node ids: the one place index and upper inodes map to them),
+//! - `id.rs` (node ids: the one place index and upper inodes map to them), `error.rs`,
 //!   `path.rs`; `attr.rs`, `setid.rs` (the caller and the setuid/setgid policy), `locks.rs`;
 //! - `upper/`: the only door into the upper and work directories (every path resolved
 //!   beneath the root, no symlink followed);

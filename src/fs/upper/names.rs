@@ -107,15 +107,8 @@ impl Upper {
                 rdev,
             )
             .map_err(|e| FsError::io(&place.name, e))?,
-            New::Dir { mode } => {
-                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode & 0o7777))
-                    .map_err(|e| FsError::io(path, e))?;
-                if self.parent_is_setgid(path)? {
-                    let mode = Mode::from_raw_mode((mode & 0o7777) | libc::S_ISGID);
-                    rustix::fs::chmodat(dir, name, mode, AtFlags::empty())
-                        .map_err(|e| FsError::io(path, e))?;
-                }
-            }
+            New::Dir { mode } => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode & 0o7777))
+                .map_err(|e| FsError::io(path, e))?,
             New::Symlink { target } => rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name)
                 .map_err(|e| FsError::io(&place.name, e))?,
             New::Link { existing } => {
@@ -125,6 +118,9 @@ impl Upper {
         }
         let owned = match new {
             New::Link { .. } => Ok(()),
+            New::Dir { mode } => self
+                .setgid_below_setgid(&place, path, mode)
+                .and_then(|()| self.own(&place, path, uid, gid)),
             _ => self.own(&place, path, uid, gid),
         };
         let done = owned.and_then(|()| match opaque {
@@ -165,10 +161,22 @@ impl Upper {
         Ok(fd)
     }
 
-    fn parent_is_setgid(&self, path: &[u8]) -> Result<bool, FsError> {
-        Ok(self
+    /// A new directory at `place` (to become `path`) under a setgid parent is setgid too.
+    fn setgid_below_setgid(
+        &self,
+        place: &Place<'_>,
+        path: &[u8],
+        mode: u32,
+    ) -> Result<(), FsError> {
+        let parent_setgid = self
             .stat(parent_of(path).0)?
-            .is_some_and(|st| st.st_mode & libc::S_ISGID != 0))
+            .is_some_and(|st| st.st_mode & libc::S_ISGID != 0);
+        if parent_setgid {
+            let mode = Mode::from_raw_mode((mode & 0o7777) | libc::S_ISGID);
+            rustix::fs::chmodat(place.dir, rel(&place.name), mode, AtFlags::empty())
+                .map_err(|e| FsError::io(path, e))?;
+        }
+        Ok(())
     }
 
     /// The group a new entry at `path` gets: its parent's under a setgid parent, else `gid`.
