@@ -8,6 +8,7 @@ use super::lookup::Layers;
 use super::path::{join, parent_of};
 use super::upper::{LowerMeta, Upper};
 use crate::index::NodeKind;
+use crate::layer::overlay::is_private_xattr;
 use crate::model::Ino;
 use std::collections::HashMap;
 
@@ -24,7 +25,11 @@ impl Layers {
             gid: inode.gid,
             mtime_sec: inode.mtime_sec,
             mtime_nsec: inode.mtime_nsec,
-            xattrs: self.lower_xattrs(ino)?,
+            // overlayfs's own xattrs are never a file's: obeyed in the upper directory, an
+            // image's `trusted.overlay.opaque` would hide the lower tree below it.
+            xattrs: (self.lower_xattrs(ino)?.into_iter())
+                .filter(|x| !is_private_xattr(&x.name))
+                .collect(),
         };
         Ok((meta, inode.kind))
     }

@@ -76,6 +76,17 @@ impl Fixture {
             name: b"user.tag".to_vec(),
             value: b"v".to_vec(),
         }];
+        // A directory an image marked with overlayfs's own xattrs.
+        let mut odd = dir("odd");
+        odd.meta.xattrs = [
+            ("trusted.overlay.opaque", "y"),
+            ("trusted.overlay.redirect", "/etc"),
+        ]
+        .map(|(name, value)| Xattr {
+            name: name.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+        })
+        .to_vec();
         let entries = vec![
             dir("etc"),
             file("etc/passwd", "root:x:0:0"),
@@ -95,6 +106,8 @@ impl Fixture {
                 0o640,
             ),
             tagged,
+            odd,
+            file("odd/kid", "k"),
         ];
         let layer = LayerInput {
             id: LayerId(Digest::of(b"layer")),
@@ -326,4 +339,32 @@ fn a_node_opened_on_its_lower_object_is_stale_once_copied_up() {
     // The copy was made: the next lookup finds the upper file.
     assert!(f.lookup("etc/passwd").unwrap().id.is_upper());
     assert_eq!(f.read("etc/passwd"), "root:x:0:0");
+}
+
+#[test]
+fn overlay_xattrs_from_an_image_are_neither_copied_up_nor_settable() {
+    let Some(f) = Fixture::new() else { return };
+    let odd = f.id("odd");
+    assert!(
+        f.fs.listxattr(odd).unwrap().is_empty(),
+        "hidden from the container"
+    );
+    let chmod = SetAttr {
+        mode: Some(0o700),
+        ..SetAttr::default()
+    };
+    f.fs.setattr(odd, &chmod, &ROOT).unwrap();
+    let kept = crate::sys::xattrs(&f.upper("odd")).unwrap();
+    assert!(kept.is_empty(), "copied up: {kept:?}");
+    assert!(!f.fs.layers.upper.is_opaque(b"odd"));
+    assert_eq!(f.read("odd/kid"), "k", "the lower child still shows");
+    for name in [
+        &b"trusted.overlay.opaque"[..],
+        b"user.overlay.opaque",
+        b"trusted.overlay.x",
+    ] {
+        let set = f.fs.setxattr(odd, name, Some(b"y"), 0);
+        assert_eq!(set.unwrap_err().errno(), libc::EPERM);
+    }
+    assert!(!f.fs.layers.upper.is_opaque(b"odd"));
 }

@@ -122,6 +122,10 @@ pub enum ImageError {
     Index(#[source] crate::index::IndexError),
     #[error("an image named {0:?} exists already; pick another name or `snap rmi` it first")]
     NameTaken(String),
+    #[error(
+        "{path:?}: a file named .wh.* cannot be written into an OCI layer (readers take it for a whiteout); rename or remove it"
+    )]
+    WhiteoutName { path: PathBuf },
     #[error("invalid change {change:?}: {reason}")]
     BadChange { change: String, reason: String },
     #[error("invalid image name {name:?}: {reason}")]

@@ -198,6 +198,16 @@ fn write_tree_tar(
         } else {
             rel
         };
+        // OCI gives `.wh.` names to whiteouts and opaque markers only: a file of that name
+        // would be read back as one, and hide what it names in the layers below.
+        if rel
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(b".wh."))
+        {
+            return Err(ImageError::WhiteoutName {
+                path: rel.to_path_buf(),
+            });
+        }
         let meta = std::fs::symlink_metadata(path).map_err(io_err(path))?;
         let file_type = meta.file_type();
         if file_type.is_socket() {
@@ -252,13 +262,7 @@ fn write_tree_tar(
                 first_names.insert((meta.dev(), meta.ino()), rel.to_path_buf());
             }
             progress.bytes(meta.len());
-            // A `.wh.` name is a whiteout to the parser, which then asks for no body.
-            let whiteout_named = rel
-                .file_name()
-                .is_some_and(|n| n.as_encoded_bytes().starts_with(b".wh."));
-            if let Some(bodies) = &bodies
-                && !whiteout_named
-            {
+            if let Some(bodies) = &bodies {
                 // Read from a copy: the file itself changed, so it is not adopted.
                 let source = (!snapshot_first.contains(path)).then(|| BodySource {
                     path: path.to_path_buf(),

@@ -335,6 +335,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unpack_holding_a_file_named_like_a_whiteout_is_never_stored() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(root.path()).unwrap();
+        // Read back from an OCI layer, the file would hide the parent's /etc.
+        unpack(&snapshots, "ns/extract-1/a", "", ".wh.etc");
+        assert!(snapshots.ingest_next());
+        assert!(snapshots.stat("ns/extract-1/a").unwrap().pending);
+        let refused = snapshots.wait_stored("ns/extract-1/a").unwrap_err();
+        assert!(refused.to_string().contains(".wh.etc"), "{refused}");
+    }
+
+    #[test]
     fn pending_snapshots_are_queued_parents_first() {
         let now = std::time::SystemTime::now();
         let record = |key: &str, parent: Option<&str>, dir: u64, pending: bool| SnapshotRecord {

@@ -6,6 +6,7 @@ mod commit;
 mod crash;
 mod ctrd;
 mod hostile;
+mod hostile_container;
 mod import;
 mod mount;
 mod snapshotter;
