@@ -47,6 +47,12 @@ impl UnionFs {
         new: New<'_>,
         owner: (u32, u32),
     ) -> Result<Found, FsError> {
+        if let New::Node { mode, rdev: 0 } = new
+            && mode & libc::S_IFMT == libc::S_IFCHR
+        {
+            // A character device 0/0 is a whiteout: overlayfs refuses to make one too.
+            return Err(FsError::refused_at(name, libc::EPERM));
+        }
         let parent = self.lock_dir(parent, None)?;
         let (path, lower_exists, over_whiteout) =
             self.prepare_new(&parent.path, parent.lower, name)?;

@@ -33,6 +33,17 @@ pub fn big_pipe() -> io::Result<(io::PipeReader, io::PipeWriter)> {
     Ok((reader, writer))
 }
 
+/// This process's umask, read from `/proc/self/status` (setting and restoring it would
+/// change it for a moment under every other thread).
+pub fn process_umask() -> io::Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .ok_or_else(|| io::Error::other("/proc/self/status has no Umask line"))
+}
+
 /// Flushes every dirty page and inode of the filesystem holding `file` to disk: one call
 /// makes a whole batch of object writes durable.
 pub fn syncfs(file: &File) -> io::Result<()> {

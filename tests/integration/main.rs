@@ -3,6 +3,7 @@
 
 mod commands;
 mod commit;
+mod conformance;
 mod crash;
 mod ctrd;
 mod hostile;

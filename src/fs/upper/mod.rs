@@ -41,6 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The upper and work directories of one container.
 pub struct Upper {
     root_fd: OwnedFd,
+    /// The daemon's umask, which every entry it makes gets on top of the caller's (already
+    /// applied by the kernel): the bits it takes are given back after the entry is made.
+    umask: u32,
     work: PathBuf,
     work_fd: OwnedFd,
     tmp_counter: AtomicU64,
@@ -80,8 +83,11 @@ impl Upper {
             )
             .map_err(|e| FsError::io(p.as_os_str().as_bytes(), e))
         };
+        let umask =
+            crate::sys::process_umask().map_err(|e| FsError::io(b"/proc/self/status", e))?;
         Ok(Upper {
             root_fd: dir(root)?,
+            umask,
             work: work.to_path_buf(),
             work_fd: dir(work)?,
             tmp_counter: AtomicU64::new(0),

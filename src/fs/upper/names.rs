@@ -119,9 +119,12 @@ impl Upper {
         let owned = match new {
             New::Link { .. } => Ok(()),
             New::Dir { mode } => self
-                .setgid_below_setgid(&place, path, mode)
+                .set_mode(&place, path, mode, true)
                 .and_then(|()| self.own(&place, path, uid, gid)),
-            _ => self.own(&place, path, uid, gid),
+            New::Node { mode, .. } => self
+                .set_mode(&place, path, mode, false)
+                .and_then(|()| self.own(&place, path, uid, gid)),
+            New::Symlink { .. } => self.own(&place, path, uid, gid),
         };
         let done = owned.and_then(|()| match opaque {
             true => self.mark_opaque(place.dir, &place.name),
@@ -151,8 +154,9 @@ impl Upper {
             let gid = self.owner_gid(path, gid)?;
             rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .map_err(|e| FsError::io(path, e))?;
-            if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                // chown cleared them; the caller asked for them.
+            // chown cleared setuid/setgid, the daemon's umask took other bits: the caller
+            // asked for them.
+            if mode & (libc::S_ISUID | libc::S_ISGID | self.umask) != 0 {
                 rustix::fs::fchmod(&fd, bits).map_err(|e| FsError::io(path, e))?;
             }
             Ok(())
@@ -161,20 +165,29 @@ impl Upper {
         Ok(fd)
     }
 
-    /// A new directory at `place` (to become `path`) under a setgid parent is setgid too.
-    fn setgid_below_setgid(
+    /// Gives the new entry at `place` (to become `path`) the mode its creator asked for:
+    /// what the daemon's umask took back, and for a directory (`dir`) under a setgid parent
+    /// the setgid bit too.
+    fn set_mode(
         &self,
         place: &Place<'_>,
         path: &[u8],
         mode: u32,
+        dir: bool,
     ) -> Result<(), FsError> {
-        let parent_setgid = self
-            .stat(parent_of(path).0)?
-            .is_some_and(|st| st.st_mode & libc::S_ISGID != 0);
-        if parent_setgid {
-            let mode = Mode::from_raw_mode((mode & 0o7777) | libc::S_ISGID);
-            rustix::fs::chmodat(place.dir, rel(&place.name), mode, AtFlags::empty())
-                .map_err(|e| FsError::io(path, e))?;
+        let setgid = dir
+            && self
+                .stat(parent_of(path).0)?
+                .is_some_and(|st| st.st_mode & libc::S_ISGID != 0);
+        if setgid || mode & self.umask != 0 {
+            let mode = (mode & 0o7777) | if setgid { libc::S_ISGID } else { 0 };
+            rustix::fs::chmodat(
+                place.dir,
+                rel(&place.name),
+                Mode::from_raw_mode(mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| FsError::io(path, e))?;
         }
         Ok(())
     }

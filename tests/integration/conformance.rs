@@ -1,0 +1,86 @@
+//! Semantics under conditions the operations script does not set, each compared with kernel
+//! overlayfs over the same layers: the caller's umask, and what only overlayfs may make.
+
+use crate::util::{Layout, Mounted, Overlay, Root, small_layer};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// A root with image `base` (`etc/hello`, `etc/same`).
+fn base_image(root: &Root) {
+    let layout = Layout::new(vec![small_layer("base")]).write(&root.path().join("base"));
+    root.ok(&["import", layout.to_str().unwrap(), "--name", "base"]);
+}
+
+/// Runs `script` with `sh -c` in `dir`; its exit status and stderr.
+fn sh(dir: &Path, script: &str) -> (bool, String) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The modes of what `sh` made under each umask in `dir`.
+fn modes_under_umasks(dir: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for umask in ["000", "002", "022", "077"] {
+        let script = format!(
+            "umask {umask} && mkdir d{umask} && : > f{umask} && mkfifo p{umask} && \
+             mkdir -m 0777 m{umask} && mkdir etc/d{umask} && : > etc/f{umask}"
+        );
+        let (ok, err) = sh(dir, &script);
+        assert!(ok, "umask {umask}: {err}");
+        for name in ["d", "f", "p", "m", "etc/d", "etc/f"] {
+            let name = format!("{name}{umask}");
+            let mode = std::fs::symlink_metadata(dir.join(&name)).expect("made").permissions();
+            out.push((name, mode.mode() & 0o7777));
+        }
+    }
+    out
+}
+
+#[test]
+fn new_entries_get_the_mode_the_callers_umask_leaves_as_on_overlayfs() {
+    let root = Root::new();
+    base_image(&root);
+    let overlay = Overlay::new(&root.store(), "base", &root.path().join("overlay"));
+    let m = Mounted::new(&root, "base", "c");
+    let theirs = modes_under_umasks(&overlay.dir);
+    let ours = modes_under_umasks(&m.dir);
+    assert_eq!(ours, theirs, "snapfs, then overlayfs");
+    // What overlayfs gives, spelled out (the daemon's own umask is 022).
+    assert!(theirs.contains(&("d000".into(), 0o777)));
+    assert!(theirs.contains(&("f002".into(), 0o664)));
+    assert!(theirs.contains(&("etc/d002".into(), 0o775)));
+    drop(m);
+    // And they stay so after a remount.
+    let m = Mounted::mount(&root, "c");
+    let mode = std::fs::metadata(m.path("d000")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o777);
+}
+
+#[test]
+fn a_whiteout_cannot_be_made_through_the_mount_as_on_overlayfs() {
+    let root = Root::new();
+    base_image(&root);
+    let overlay = Overlay::new(&root.store(), "base", &root.path().join("overlay"));
+    let m = Mounted::new(&root, "base", "c");
+    for dir in [&overlay.dir, &m.dir] {
+        for name in ["w", "etc/hello"] {
+            let (ok, err) = sh(dir, &format!("mknod {name} c 0 0"));
+            assert!(!ok, "{}: mknod {name} c 0 0 succeeded", dir.display());
+            let expected = if name == "w" { "not permitted" } else { "exists" };
+            assert!(err.contains(expected), "{}: {name}: {err}", dir.display());
+        }
+        // Other devices are made.
+        let (ok, err) = sh(dir, "mknod null c 1 3");
+        assert!(ok, "{err}");
+    }
+    assert!(!m.path("w").exists());
+    assert_eq!(std::fs::read(m.path("etc/hello")).unwrap(), b"hello base\n");
+}
