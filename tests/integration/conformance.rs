@@ -37,7 +37,9 @@ fn modes_under_umasks(dir: &Path) -> Vec<(String, u32)> {
         assert!(ok, "umask {umask}: {err}");
         for name in ["d", "f", "p", "m", "etc/d", "etc/f"] {
             let name = format!("{name}{umask}");
-            let mode = std::fs::symlink_metadata(dir.join(&name)).expect("made").permissions();
+            let mode = std::fs::symlink_metadata(dir.join(&name))
+                .expect("made")
+                .permissions();
             out.push((name, mode.mode() & 0o7777));
         }
     }
@@ -60,7 +62,10 @@ fn new_entries_get_the_mode_the_callers_umask_leaves_as_on_overlayfs() {
     drop(m);
     // And they stay so after a remount.
     let m = Mounted::mount(&root, "c");
-    let mode = std::fs::metadata(m.path("d000")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(m.path("d000"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o777);
 }
 
@@ -74,7 +79,11 @@ fn a_whiteout_cannot_be_made_through_the_mount_as_on_overlayfs() {
         for name in ["w", "etc/hello"] {
             let (ok, err) = sh(dir, &format!("mknod {name} c 0 0"));
             assert!(!ok, "{}: mknod {name} c 0 0 succeeded", dir.display());
-            let expected = if name == "w" { "not permitted" } else { "exists" };
+            let expected = if name == "w" {
+                "not permitted"
+            } else {
+                "exists"
+            };
             assert!(err.contains(expected), "{}: {name}: {err}", dir.display());
         }
         // Other devices are made.
@@ -83,4 +92,46 @@ fn a_whiteout_cannot_be_made_through_the_mount_as_on_overlayfs() {
     }
     assert!(!m.path("w").exists());
     assert_eq!(std::fs::read(m.path("etc/hello")).unwrap(), b"hello base\n");
+}
+
+/// Goes 30 directories of 200-byte names deep in `dir` (6 000 bytes from the root, beyond
+/// `PATH_MAX`), changes things there, and prints what it sees (`stat` of each entry).
+fn deep_changes(dir: &Path, first: bool) -> String {
+    let script = format!(
+        "n=$(printf 'd%.0s' $(seq 200)) && for i in $(seq 30); do {mk} cd -P $n; done && \
+         {changes} stat -c '%n %F %a %h %s' * | sort && cat g",
+        mk = if first { "mkdir $n &&" } else { "" },
+        changes = if first {
+            "echo hi > f && chmod 640 f && mv f g && ln g h && ln -s g s && mkfifo p && \
+             mkdir sub && rmdir sub && : > gone && rm gone && rm h &&"
+        } else {
+            ""
+        },
+    );
+    let out = Command::new("sh")
+        .args(["-ec", &script])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn trees_deeper_than_path_max_work_as_on_overlayfs() {
+    let root = Root::new();
+    base_image(&root);
+    let overlay = Overlay::new(&root.store(), "base", &root.path().join("overlay"));
+    let m = Mounted::new(&root, "base", "c");
+    let theirs = deep_changes(&overlay.dir, true);
+    assert_eq!(deep_changes(&m.dir, true), theirs, "snapfs, then overlayfs");
+    assert!(theirs.contains("g regular file 640 1 3"), "{theirs}");
+    drop(m);
+    let m = Mounted::mount(&root, "c");
+    assert_eq!(deep_changes(&m.dir, false), theirs, "after a remount");
 }

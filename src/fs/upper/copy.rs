@@ -28,7 +28,8 @@ impl Upper {
     fn install(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
         let (parent, _) = parent_of(path);
         let before = self.stat(parent)?;
-        rustix::fs::renameat(&self.work_fd, rel(tmp), &self.root_fd, rel(path))
+        let (dir, name) = self.parent_beneath(path)?;
+        rustix::fs::renameat(&self.work_fd, rel(tmp), &dir, rel(name))
             .map_err(|e| FsError::io(path, e))?;
         if let Some(st) = before {
             let times = Timestamps {
@@ -41,7 +42,9 @@ impl Upper {
                     tv_nsec: st.st_mtime_nsec as _,
                 },
             };
-            rustix::fs::utimensat(&self.root_fd, rel(parent), &times, AtFlags::empty())
+            let (above, parent_name) = self.parent_beneath(parent)?;
+            let flags = AtFlags::SYMLINK_NOFOLLOW;
+            rustix::fs::utimensat(&above, rel(parent_name), &times, flags)
                 .map_err(|e| FsError::io(parent, e))?;
         }
         Ok(())

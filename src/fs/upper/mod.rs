@@ -33,7 +33,7 @@ pub use names::New;
 use super::error::FsError;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +54,9 @@ struct ProcPath {
     _dir: OwnedFd,
     path: PathBuf,
 }
+
+/// The longest path resolved in one `openat2` ([`Upper::resolve`]): half of `PATH_MAX`.
+const PIECE: usize = 2048;
 
 /// A path relative to a directory descriptor, as rustix wants it ("." for the directory).
 fn rel(path: &[u8]) -> &OsStr {
@@ -100,15 +103,28 @@ impl Upper {
             .map_err(|e| FsError::io(path, e))
     }
 
-    /// The `openat2` behind [`Upper::open_beneath`], with the bare errno.
+    /// The `openat2` behind [`Upper::open_beneath`], with the bare errno. A path longer
+    /// than [`PIECE`] is resolved in pieces, each beneath the directory the one before led
+    /// to, so no path handed to the kernel nears `PATH_MAX` however deep the tree.
     fn resolve(&self, path: &[u8], flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
-        rustix::fs::openat2(
-            &self.root_fd,
-            rel(path),
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            mode,
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
+        let beneath =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let mut dir: Option<OwnedFd> = None;
+        let mut rest = path;
+        while rest.len() > PIECE {
+            let cut = rest[..PIECE]
+                .iter()
+                .rposition(|&b| b == b'/')
+                .ok_or(rustix::io::Errno::NAMETOOLONG)?;
+            let base = dir.as_ref().map_or(self.root_fd.as_fd(), |d| d.as_fd());
+            let piece = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+            let next = rustix::fs::openat2(base, rel(&rest[..cut]), piece, Mode::empty(), beneath)?;
+            dir = Some(next);
+            rest = &rest[cut + 1..];
+        }
+        let base = dir.as_ref().map_or(self.root_fd.as_fd(), |d| d.as_fd());
+        rustix::fs::openat2(base, rel(rest), flags, mode, beneath)
     }
 
     /// The directory that holds `path`, opened (`O_PATH`) beneath the upper root without
@@ -214,6 +230,64 @@ impl Upper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_longer_than_a_piece_are_resolved_in_pieces_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, work) = (dir.path().join("upper"), dir.path().join("work"));
+        std::fs::create_dir_all(&work).unwrap();
+        let name = "n".repeat(200);
+        // 14 levels: 2 800 bytes from the upper root, so two pieces.
+        let mut deep = root.clone();
+        let mut rel = Vec::new();
+        for _ in 0..14 {
+            deep.push(&name);
+            rel = crate::fs::path::join(&rel, name.as_bytes());
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), b"deep").unwrap();
+        let upper = Upper::open(&root, &work).unwrap();
+        let file = crate::fs::path::join(&rel, b"f");
+        assert!(file.len() > PIECE);
+        let fd = upper
+            .open_beneath(&file, OFlags::RDONLY, Mode::empty())
+            .unwrap();
+        assert_eq!(std::fs::read(fd_path(&fd)).unwrap(), b"deep");
+        upper.unlink(&file, false).unwrap();
+        assert!(upper.stat(&file).unwrap().is_none());
+
+        // A directory of the second piece swapped for a symlink (to the first piece's
+        // directory, or anywhere) stops the resolution there.
+        let outside = dir.path().join("host");
+        std::fs::create_dir_all(outside.join(&name)).unwrap();
+        let mut swapped = root.clone();
+        for _ in 0..12 {
+            swapped.push(&name);
+        }
+        std::fs::rename(&swapped, dir.path().join("aside")).unwrap();
+        std::os::unix::fs::symlink(&outside, &swapped).unwrap();
+        std::fs::write(outside.join(&name).join("f"), b"host").unwrap();
+        // The 12 levels down to the symlink, then what the host has below its target.
+        let twelve = &rel[..12 * 201 - 1];
+        let through = crate::fs::path::join(twelve, format!("{name}/f").as_bytes());
+        assert!(through.len() > PIECE);
+        assert_eq!(
+            std::fs::read(swapped.join(&name).join("f")).unwrap(),
+            b"host"
+        );
+        assert!(
+            upper
+                .open_beneath(&through, OFlags::RDONLY, Mode::empty())
+                .is_err()
+        );
+        assert!(upper.stat(&through).unwrap().is_none());
+        assert!(upper.set_xattr(&through, b"user.x", Some(b"y"), 0).is_err());
+        assert!(upper.unlink(&through, false).is_err());
+        assert_eq!(
+            std::fs::read(outside.join(&name).join("f")).unwrap(),
+            b"host"
+        );
+    }
 
     #[test]
     fn paths_through_a_symlink_never_leave_the_upper_directory() {

@@ -31,13 +31,24 @@ pub enum New<'a> {
     },
 }
 
-/// Where a new entry is made: its own path in the upper directory, or a fresh name in the
+/// Where a new entry is made: in the directory of its path, or under a fresh name in the
 /// work directory when a whiteout holds the path (it is then exchanged in whole, so the
 /// name never shows the lower entry the whiteout hides, not even after a crash).
 struct Place<'u> {
-    dir: BorrowedFd<'u>,
+    /// The directory of the path, resolved beneath the root; `None`: the work directory.
+    parent: Option<OwnedFd>,
+    work: BorrowedFd<'u>,
     name: Vec<u8>,
-    in_work: bool,
+}
+
+impl Place<'_> {
+    fn dir(&self) -> BorrowedFd<'_> {
+        self.parent.as_ref().map_or(self.work, |p| p.as_fd())
+    }
+
+    fn in_work(&self) -> bool {
+        self.parent.is_none()
+    }
 }
 
 fn no_flags_or(dir: bool, flag: AtFlags) -> AtFlags {
@@ -45,20 +56,21 @@ fn no_flags_or(dir: bool, flag: AtFlags) -> AtFlags {
 }
 
 impl Upper {
-    fn place(&self, path: &[u8], over_whiteout: bool) -> Place<'_> {
+    fn place(&self, path: &[u8], over_whiteout: bool) -> Result<Place<'_>, FsError> {
+        let work = self.work_fd.as_fd();
         if over_whiteout {
-            Place {
-                dir: self.work_fd.as_fd(),
+            return Ok(Place {
+                parent: None,
+                work,
                 name: self.tmp_name(),
-                in_work: true,
-            }
-        } else {
-            Place {
-                dir: self.root_fd.as_fd(),
-                name: path.to_vec(),
-                in_work: false,
-            }
+            });
         }
+        let (parent, name) = self.parent_beneath(path)?;
+        Ok(Place {
+            parent: Some(parent),
+            work,
+            name: name.to_vec(),
+        })
     }
 
     /// Puts a finished new entry in place ([`Place`]); on failure, removes what is left of
@@ -70,11 +82,11 @@ impl Upper {
         dir: bool,
         done: Result<(), FsError>,
     ) -> Result<(), FsError> {
-        let done = done.and_then(|()| match place.in_work {
+        let done = done.and_then(|()| match place.in_work() {
             true => self.swap_in(&place.name, path),
             false => Ok(()),
         });
-        if done.is_err() && place.in_work {
+        if done.is_err() && place.in_work() {
             // Best effort: the work directory is not visible in the container either way.
             let _ = rustix::fs::unlinkat(
                 &self.work_fd,
@@ -96,8 +108,8 @@ impl Upper {
         (uid, gid): (u32, u32),
         opaque: bool,
     ) -> Result<(), FsError> {
-        let place = self.place(path, over_whiteout);
-        let (dir, name) = (place.dir, rel(&place.name));
+        let place = self.place(path, over_whiteout)?;
+        let (dir, name) = (place.dir(), rel(&place.name));
         match new {
             New::Node { mode, rdev } => rustix::fs::mknodat(
                 dir,
@@ -112,7 +124,8 @@ impl Upper {
             New::Symlink { target } => rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name)
                 .map_err(|e| FsError::io(&place.name, e))?,
             New::Link { existing } => {
-                rustix::fs::linkat(&self.root_fd, rel(existing), dir, name, AtFlags::empty())
+                let (from, from_name) = self.parent_beneath(existing)?;
+                rustix::fs::linkat(&from, rel(from_name), dir, name, AtFlags::empty())
                     .map_err(|e| FsError::io(path, e))?
             }
         }
@@ -127,7 +140,7 @@ impl Upper {
             New::Symlink { .. } => self.own(&place, path, uid, gid),
         };
         let done = owned.and_then(|()| match opaque {
-            true => self.mark_opaque(place.dir, &place.name),
+            true => self.mark_opaque(place.dir(), &place.name),
             false => Ok(()),
         });
         self.finish(&place, path, matches!(new, New::Dir { .. }), done)
@@ -142,14 +155,11 @@ impl Upper {
         mode: u32,
         (uid, gid): (u32, u32),
     ) -> Result<OwnedFd, FsError> {
-        let place = self.place(path, over_whiteout);
+        let place = self.place(path, over_whiteout)?;
         let bits = Mode::from_raw_mode(mode & 0o7777);
-        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR;
-        let fd = match place.in_work {
-            true => rustix::fs::openat(place.dir, rel(&place.name), flags | OFlags::CLOEXEC, bits)
-                .map_err(|e| FsError::io(&place.name, e))?,
-            false => self.open_beneath(path, flags, bits)?,
-        };
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW;
+        let fd = rustix::fs::openat(place.dir(), rel(&place.name), flags | OFlags::CLOEXEC, bits)
+            .map_err(|e| FsError::io(path, e))?;
         let done = (|| {
             let gid = self.owner_gid(path, gid)?;
             rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
@@ -182,7 +192,7 @@ impl Upper {
         if setgid || mode & self.umask != 0 {
             let mode = (mode & 0o7777) | if setgid { libc::S_ISGID } else { 0 };
             rustix::fs::chmodat(
-                place.dir,
+                place.dir(),
                 rel(&place.name),
                 Mode::from_raw_mode(mode),
                 AtFlags::empty(),
@@ -203,7 +213,7 @@ impl Upper {
     /// Gives the new entry at `place` (to become `path`) to its creator.
     fn own(&self, place: &Place<'_>, path: &[u8], uid: u32, gid: u32) -> Result<(), FsError> {
         let gid = self.owner_gid(path, gid)?;
-        let (dir, name) = (place.dir, rel(&place.name));
+        let (dir, name) = (place.dir(), rel(&place.name));
         let before = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| FsError::io(path, e))?;
         rustix::fs::chownat(
@@ -228,11 +238,12 @@ impl Upper {
     /// Puts the work entry `tmp` at `path` in place of the whiteout there, in one step
     /// (`RENAME_EXCHANGE`), then removes the whiteout: the name never shows the lower entry.
     fn swap_in(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
+        let (dir, name) = self.parent_beneath(path)?;
         rustix::fs::renameat_with(
             &self.work_fd,
             rel(tmp),
-            &self.root_fd,
-            rel(path),
+            &dir,
+            rel(name),
             RenameFlags::EXCHANGE,
         )
         .map_err(|e| FsError::io(path, e))?;
@@ -243,14 +254,10 @@ impl Upper {
     /// Links the upper entry `existing` at `new` too (the other names of a copied-up lower
     /// hardlink).
     pub fn link(&self, existing: &[u8], new: &[u8]) -> Result<(), FsError> {
-        rustix::fs::linkat(
-            &self.root_fd,
-            rel(existing),
-            &self.root_fd,
-            rel(new),
-            AtFlags::empty(),
-        )
-        .map_err(|e| FsError::io(new, e))
+        let (from, from_name) = self.parent_beneath(existing)?;
+        let (to, to_name) = self.parent_beneath(new)?;
+        rustix::fs::linkat(&from, rel(from_name), &to, rel(to_name), AtFlags::empty())
+            .map_err(|e| FsError::io(new, e))
     }
 
     /// Moves the upper entry `src` to `dst`, replacing what is there (a whiteout included)
@@ -261,29 +268,26 @@ impl Upper {
             true => RenameFlags::WHITEOUT,
             false => RenameFlags::empty(),
         };
-        rustix::fs::renameat_with(&self.root_fd, rel(src), &self.root_fd, rel(dst), flags)
+        self.rename_with(src, dst, flags)
+    }
+
+    /// `renameat2` of the upper entries `src` and `dst`, each through its parent.
+    fn rename_with(&self, src: &[u8], dst: &[u8], flags: RenameFlags) -> Result<(), FsError> {
+        let (from, from_name) = self.parent_beneath(src)?;
+        let (to, to_name) = self.parent_beneath(dst)?;
+        rustix::fs::renameat_with(&from, rel(from_name), &to, rel(to_name), flags)
             .map_err(|e| FsError::io(src, e))
     }
 
     /// Swaps the upper entries at `a` and `b` in one step (`RENAME_EXCHANGE`).
     pub fn exchange(&self, a: &[u8], b: &[u8]) -> Result<(), FsError> {
-        rustix::fs::renameat_with(
-            &self.root_fd,
-            rel(a),
-            &self.root_fd,
-            rel(b),
-            RenameFlags::EXCHANGE,
-        )
-        .map_err(|e| FsError::io(a, e))
+        self.rename_with(a, b, RenameFlags::EXCHANGE)
     }
 
     pub fn unlink(&self, path: &[u8], dir: bool) -> Result<(), FsError> {
-        rustix::fs::unlinkat(
-            &self.root_fd,
-            rel(path),
-            no_flags_or(dir, AtFlags::REMOVEDIR),
-        )
-        .map_err(|e| FsError::io(path, e))
+        let (parent, name) = self.parent_beneath(path)?;
+        rustix::fs::unlinkat(&parent, rel(name), no_flags_or(dir, AtFlags::REMOVEDIR))
+            .map_err(|e| FsError::io(path, e))
     }
 
     /// Empties the upper directory `path`, which is empty in the union, so holds at most
@@ -297,9 +301,10 @@ impl Upper {
 
     /// Makes a whiteout at `path`, where nothing is.
     pub fn whiteout(&self, path: &[u8]) -> Result<(), FsError> {
+        let (parent, name) = self.parent_beneath(path)?;
         rustix::fs::mknodat(
-            &self.root_fd,
-            rel(path),
+            &parent,
+            rel(name),
             FileType::CharacterDevice,
             Mode::empty(),
             0,
@@ -313,9 +318,10 @@ impl Upper {
     /// the lower entry it hid.
     pub fn replace_with_whiteout(&self, path: &[u8], dir: bool) -> Result<(), FsError> {
         let tmp = self.tmp_name();
+        let (parent, name) = self.parent_beneath(path)?;
         rustix::fs::renameat_with(
-            &self.root_fd,
-            rel(path),
+            &parent,
+            rel(name),
             &self.work_fd,
             rel(&tmp),
             RenameFlags::WHITEOUT,
