@@ -189,15 +189,7 @@ fn open_source(store: &Store, path: &Path) -> Result<(Opened, Option<TempFile>),
             (tmp.clone(), rootfs::RootfsKind::Tar(tmp))
         }
     };
-    let tar = match TarSource::open(&tar_path, "archive") {
-        Ok(tar) => tar,
-        Err(_) if compression == Compression::None => {
-            return Err(ImageError::UnknownSource {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(e),
-    };
+    let tar = TarSource::open(&tar_path, path, "archive")?;
     // docker save from Docker 25+ writes both files; its manifest.json names the RepoTags.
     let opened = if tar.has("manifest.json") {
         Opened::Docker(Box::new(tar.relabel("docker-archive")))
