@@ -563,6 +563,55 @@ fn wrong_blob_of_a_stored_layer_is_refused() {
     );
 }
 
+/// A docker archive (`docker save` before Docker 25: no blob digests) of one image whose
+/// config names the diff_id `diff_id` and whose one layer is `layer`.
+fn docker_archive(path: &Path, layer: &[u8], diff_id: &str) {
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let manifest = serde_json::json!([{
+        "Config": "config.json", "RepoTags": ["docker:latest"], "Layers": ["l0/layer.tar"],
+    }]);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in [
+        (
+            "manifest.json",
+            serde_json::to_vec(&manifest).expect("json"),
+        ),
+        ("config.json", serde_json::to_vec(&config).expect("json")),
+        ("l0/layer.tar", layer.to_vec()),
+    ] {
+        b.append_data(
+            &mut header(EntryType::Regular, 0o644, body.len() as u64),
+            name,
+            &body[..],
+        )
+        .expect("member");
+    }
+    std::fs::write(path, b.into_inner().expect("tar")).expect("write archive");
+}
+
+#[test]
+fn wrong_layer_tar_of_a_stored_layer_in_a_docker_archive_is_refused() {
+    let root = Root::new();
+    let layer = small_layer("docker");
+    let good = root.path().join("good.tar");
+    docker_archive(&good, &layer, &sha256(&layer));
+    root.ok(&["import", good.to_str().unwrap()]);
+    let before = root.images();
+    // The same config (so the same, stored, diff_id), another layer tar: nothing names the
+    // blob's digest, so its tar is what must match the diff_id.
+    let bad = root.path().join("bad.tar");
+    docker_archive(&bad, &small_layer("not docker"), &sha256(&layer));
+    refused_source(
+        &root,
+        &before,
+        &bad,
+        &["layer 0", "l0/layer.tar", "diff_id mismatch"],
+    );
+}
+
 #[test]
 fn bad_digest_strings_name_their_field() {
     let (root, before) = root_with_an_image();
