@@ -18,7 +18,10 @@ mod parse;
 mod skeleton;
 
 pub use file::{LayerFile, decode_digests};
-pub use parse::{MAX_KEPT_BYTES, ParsedLayer, TarDigest, parse_layer, parse_layer_with};
+pub use parse::{
+    KEPT_BYTES_FREE, KEPT_BYTES_PER_ENTRY, MAX_KEPT_BYTES, ParsedLayer, TarDigest, parse_layer,
+    parse_layer_with,
+};
 pub use skeleton::{Segment, Skeleton};
 
 use crate::model::{Digest, EntryPath, PathError};
@@ -79,6 +82,12 @@ pub enum LayerError {
     TooMuchMetadata { after: Option<String>, limit: u64 },
     #[error("more than {limit} bytes of data after the tar's end-of-archive marker")]
     TrailingData { limit: u64 },
+    #[error(
+        "{kept} bytes of tar headers and extension records for {entries} entries: more than {} and {} an entry",
+        crate::layer::KEPT_BYTES_FREE,
+        crate::layer::KEPT_BYTES_PER_ENTRY
+    )]
+    MetadataOutgrowsEntries { entries: u64, kept: u64 },
     #[error("entry {path}: body is truncated: expected {expected} bytes, got {got}")]
     TruncatedBody {
         path: EntryPath,

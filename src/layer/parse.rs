@@ -20,6 +20,14 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// compress to 1 MB).
 pub const MAX_KEPT_BYTES: u64 = 1 << 20;
 
+/// What a whole layer may keep outside file bodies: [`KEPT_BYTES_FREE`], and
+/// [`KEPT_BYTES_PER_ENTRY`] more for each entry. Real layers keep about 512 bytes an entry
+/// (a ustar header; 1.5 KiB with a PAX record); without this bound, a layer of many entries
+/// each with a large PAX record would fill memory as trailing data did.
+pub const KEPT_BYTES_FREE: u64 = 32 << 20;
+/// See [`KEPT_BYTES_FREE`].
+pub const KEPT_BYTES_PER_ENTRY: u64 = 2 << 10;
+
 /// The result of parsing one layer tar.
 #[derive(Debug)]
 pub struct ParsedLayer {
@@ -39,8 +47,9 @@ pub struct ParsedLayer {
 /// targets over 4095, whiteouts of `.`, `..` or an empty name, a path that is a directory and
 /// a non-directory in one layer, PAX `size` records that are not the entry's size, sparse
 /// files (GNU `S` entries and PAX `GNU.sparse.*` records, formats 0.0, 0.1 and 1.0), a body on
-/// an entry that is not a regular file, one xattr given twice, and more than
-/// [`MAX_KEPT_BYTES`] of headers for one entry or after the end-of-archive marker. It strips
+/// an entry that is not a regular file, one xattr given twice, more than [`MAX_KEPT_BYTES`] of
+/// headers for one entry or after the end-of-archive marker, and more than [`KEPT_BYTES_FREE`]
+/// and [`KEPT_BYTES_PER_ENTRY`] an entry of headers in the layer. It strips
 /// overlayfs's private xattrs (`trusted.overlay.*`, `user.overlay.*`) from the entries, since
 /// a container's upper dir would obey them; the skeleton keeps the tar as it was.
 pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer, LayerError> {
@@ -77,15 +86,19 @@ pub fn parse_layer_with<R: Read>(
     let mut last: Option<String> = None;
     let tar_error = |after: &Option<String>, source| {
         let rec = recorder.borrow();
-        match (rec.over_limit, rec.trailing) {
-            (true, true) => LayerError::TrailingData {
+        match rec.over {
+            Over::Trailing => LayerError::TrailingData {
                 limit: MAX_KEPT_BYTES,
             },
-            (true, false) => LayerError::TooMuchMetadata {
+            Over::Entry => LayerError::TooMuchMetadata {
                 after: after.clone(),
                 limit: MAX_KEPT_BYTES,
             },
-            _ => LayerError::Tar {
+            Over::Layer => LayerError::MetadataOutgrowsEntries {
+                entries: rec.entries,
+                kept: rec.kept,
+            },
+            Over::No => LayerError::Tar {
                 after: after.clone(),
                 source,
             },
@@ -460,16 +473,51 @@ struct Recording {
     segments: Vec<Segment>,
     /// Bytes kept (read outside file bodies) since the last [`Recording::mark`].
     since_mark: u64,
+    /// Bytes kept in all.
+    kept: u64,
+    /// Entries done (marks).
+    entries: u64,
     /// Whether the reader is past the end-of-archive marker.
     trailing: bool,
-    /// Whether `since_mark` went over [`MAX_KEPT_BYTES`] (the read that did so failed).
-    over_limit: bool,
+    /// Which bound on kept bytes a read went over (that read failed).
+    over: Over,
+}
+
+/// Which bound on the bytes kept outside file bodies was passed.
+#[derive(Default, Clone, Copy)]
+enum Over {
+    #[default]
+    No,
+    /// [`MAX_KEPT_BYTES`] for one entry.
+    Entry,
+    /// [`MAX_KEPT_BYTES`] after the end-of-archive marker.
+    Trailing,
+    /// [`KEPT_BYTES_FREE`] and [`KEPT_BYTES_PER_ENTRY`] for the layer.
+    Layer,
 }
 
 impl Recording {
     /// An entry is done: what is kept from here on belongs to the next one.
     fn mark(&mut self) {
         self.since_mark = 0;
+        self.entries += 1;
+    }
+
+    /// Counts `n` more bytes kept; which bound that passes, if any.
+    fn keep(&mut self, n: u64) -> Over {
+        self.since_mark += n;
+        self.kept += n;
+        if self.since_mark > MAX_KEPT_BYTES {
+            if self.trailing {
+                Over::Trailing
+            } else {
+                Over::Entry
+            }
+        } else if self.kept > KEPT_BYTES_FREE + KEPT_BYTES_PER_ENTRY * self.entries {
+            Over::Layer
+        } else {
+            Over::No
+        }
     }
 
     /// The tar's entries are done: what follows is trailing data.
@@ -507,7 +555,7 @@ impl Recording {
 }
 
 /// Hashes every byte of the tar and keeps all but file bodies for the skeleton, within
-/// [`MAX_KEPT_BYTES`] per entry.
+/// [`MAX_KEPT_BYTES`] per entry and [`KEPT_BYTES_FREE`] + [`KEPT_BYTES_PER_ENTRY`] per layer.
 struct RecordingReader<R> {
     inner: R,
     rec: Rc<RefCell<Recording>>,
@@ -522,12 +570,9 @@ impl<R: Read> Read for RecordingReader<R> {
         }
         rec.total += n as u64;
         if !rec.in_body {
-            rec.since_mark += n as u64;
-            if rec.since_mark > MAX_KEPT_BYTES {
-                rec.over_limit = true;
-                return Err(std::io::Error::other(format!(
-                    "more than {MAX_KEPT_BYTES} bytes outside file bodies"
-                )));
+            rec.over = rec.keep(n as u64);
+            if !matches!(rec.over, Over::No) {
+                return Err(std::io::Error::other("too many bytes outside file bodies"));
             }
             rec.raw.extend_from_slice(&buf[..n]);
         }
@@ -952,6 +997,27 @@ pub(crate) mod tests {
         tar.resize(tar.len() + MAX_KEPT_BYTES as usize + 1, 0);
         let e = refused(&tar);
         assert!(matches!(e, LayerError::TrailingData { .. }), "{e}");
+    }
+
+    #[test]
+    fn refuses_more_headers_than_the_entries_account_for() {
+        // 40 entries, each with a PAX record just under the bound for one entry
+        let big = vec![b'v'; MAX_KEPT_BYTES as usize - 4096];
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..40 {
+            b.append_pax_extensions([("comment", &big[..])]).unwrap();
+            b.append_data(
+                &mut header(tar::EntryType::Regular, 0o644, 1),
+                format!("f{i}"),
+                &b"x"[..],
+            )
+            .unwrap();
+        }
+        let e = refused(&b.into_inner().unwrap());
+        assert!(
+            matches!(e, LayerError::MetadataOutgrowsEntries { entries: 32, .. }),
+            "{e}"
+        );
     }
 
     #[test]

@@ -369,6 +369,31 @@ fn data_after_the_tars_end_is_refused_in_bounded_memory() {
 }
 
 #[test]
+fn many_entries_with_large_pax_records_are_refused() {
+    // Each entry's records stay under the bound for one entry; together they pass the bound
+    // for the layer (32 MiB and 2 KiB an entry) long before 40 MiB.
+    let big = vec![b'v'; (1 << 20) - 4096];
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..40 {
+        b.append_pax_extensions([("comment", &big[..])])
+            .expect("pax");
+        b.append_data(
+            &mut header(EntryType::Regular, 0o644, 1),
+            format!("f{i}"),
+            &b"x"[..],
+        )
+        .expect("entry");
+    }
+    refused(
+        Layout::new(vec![b.into_inner().expect("tar")]),
+        &[
+            "layer 0",
+            "tar headers and extension records for 32 entries",
+        ],
+    );
+}
+
+#[test]
 fn record_padding_after_the_tars_end_reexports_byte_for_byte() {
     let root = Root::new();
     let mut tar = small_layer("padded");
