@@ -91,10 +91,29 @@ pub fn main() {
     match run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// An error and its causes, as `{:#}` gives them, less each cause that the message above it
+/// already quotes (most of the crate's errors say their cause and also keep it as `source`).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut above = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !above.is_empty() && above.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        above = text;
+    }
+    out
 }
 
 fn run(args: Args) -> Result<i32> {
@@ -118,5 +137,23 @@ fn run(args: Args) -> Result<i32> {
         Command::Lowerdirs(a) => lowerdirs::run(&store, a),
         Command::Snapshotter(a) => snapshotter::run(&store, a),
         Command::ServeDir(a) => snapshotter::run_serve_dir(&store, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn a_cause_quoted_above_is_said_once() {
+        let io = std::io::Error::other("disk on fire");
+        let layer = crate::image::ImageError::Io {
+            path: "/x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(layer).context("importing /x");
+        assert_eq!(describe(&e), "importing /x: /x: disk on fire");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(describe(&e), "outer: inner");
     }
 }

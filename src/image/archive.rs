@@ -79,14 +79,27 @@ pub struct TarSource {
 }
 
 impl TarSource {
-    /// Lists the members of `path` (seeking over bodies, not reading them).
-    pub fn open(path: &Path, kind: &'static str) -> Result<Self, ImageError> {
+    /// Lists the members of `path` (seeking over bodies, not reading them). A file that is
+    /// not a tar is an [`ImageError::UnknownSource`], a tar that cannot be read to its end a
+    /// [`ImageError::MalformedTar`]; both name `shown` (the source, when `path` is its
+    /// decompressed copy).
+    pub fn open(path: &Path, shown: &Path, kind: &'static str) -> Result<Self, ImageError> {
         let file = File::open(path).map_err(io_err(path))?;
+        let malformed = |e: std::io::Error| match starts_like_a_tar(path) {
+            Ok(true) => ImageError::MalformedTar {
+                path: shown.to_path_buf(),
+                detail: crate::model::excerpt(&e.to_string()),
+            },
+            Ok(false) => ImageError::UnknownSource {
+                path: shown.to_path_buf(),
+            },
+            Err(e) => e,
+        };
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
         let mut links = HashMap::new();
-        for entry in archive.entries_with_seek().map_err(io_err(path))? {
-            let entry = entry.map_err(io_err(path))?;
+        for entry in archive.entries_with_seek().map_err(malformed)? {
+            let entry = entry.map_err(malformed)?;
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let Some(name) = normalise(&name) else {
                 continue;
@@ -156,6 +169,32 @@ impl BlobSource for TarSource {
             size,
         )))
     }
+}
+
+/// Whether the first block of `path` is a tar header: it has the `ustar` magic (POSIX and GNU
+/// tars), or its checksum is right (old V7 tars have no magic).
+fn starts_like_a_tar(path: &Path) -> Result<bool, ImageError> {
+    let mut block = [0u8; 512];
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut got = 0;
+    while got < block.len() {
+        match file.read(&mut block[got..]).map_err(io_err(path))? {
+            0 => return Ok(false),
+            n => got += n,
+        }
+    }
+    if &block[257..262] == b"ustar" {
+        return Ok(true);
+    }
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&block);
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..])
+        .map(|&b| u32::from(b))
+        .sum::<u32>()
+        + 8 * u32::from(b' ');
+    Ok(header.cksum().is_ok_and(|c| c == sum) && block.iter().any(|&b| b != 0))
 }
 
 /// `./a/../b` style paths inside an image source: resolves `.` and `..` lexically and refuses

@@ -18,19 +18,20 @@ pub fn read_config(bytes: &[u8], what: &str) -> Result<ConfigFacts, ImageError> 
         what: what.to_string(),
         detail,
     };
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| json_err(e.to_string()))?;
+    let value: Value = super::json::parse(bytes, what)?;
     let diff_ids = value
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
         .ok_or_else(|| json_err("no rootfs.diff_ids".into()))?
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let text = d
                 .as_str()
-                .ok_or_else(|| json_err("a diff_id is not a string".into()))?;
+                .ok_or_else(|| json_err(format!("field rootfs.diff_ids[{i}]: not a string")))?;
             text.parse::<Digest>()
                 .map(LayerId)
-                .map_err(|e| json_err(e.to_string()))
+                .map_err(|e| json_err(format!("field rootfs.diff_ids[{i}]: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);

@@ -2,8 +2,9 @@
 
 use super::ImageError;
 use super::archive::BlobSource;
+use super::json;
 use super::spec::{ImageSpec, LayerBlob};
-use crate::model::Digest;
+use crate::model::{Digest, excerpt_list};
 use serde::{Deserialize, Serialize};
 
 /// One image of `manifest.json`.
@@ -30,20 +31,17 @@ pub fn read_docker_archive(
 ) -> Result<ImageSpec, ImageError> {
     let name = source.name();
     let bytes = source.read("manifest.json", "manifest.json")?;
-    let entries: Vec<ManifestEntry> =
-        serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
-            what: format!("{name} manifest.json"),
-            detail: e.to_string(),
-        })?;
+    let entries: Vec<ManifestEntry> = json::parse(&bytes, &format!("{name} manifest.json"))?;
     let all_tags = || {
-        let tags: Vec<String> = entries
+        let tags: Vec<&str> = entries
             .iter()
-            .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+            .flat_map(|e| e.repo_tags.iter().flatten())
+            .map(String::as_str)
             .collect();
         if tags.is_empty() {
             "(no tags)".to_string()
         } else {
-            tags.join(", ")
+            excerpt_list(tags)
         }
     };
     let chosen: Vec<&ManifestEntry> = match tag {

@@ -10,6 +10,7 @@
 use super::archive::{BlobSource, DirSource, Member, TarSource};
 use super::config::{Platform, read_config};
 use super::finish::{ImportReport, NewImage, build_index, finish_import, now};
+use super::hashing::HashingWriter;
 use super::spec::{ImageSpec, LayerBlob};
 use super::stored::{StoredLayer, write_parsed_layer};
 use super::{ImageError, Progress, TempFile, check_name, docker, io_err, layout, open_db, rootfs};
@@ -189,15 +190,7 @@ fn open_source(store: &Store, path: &Path) -> Result<(Opened, Option<TempFile>),
             (tmp.clone(), rootfs::RootfsKind::Tar(tmp))
         }
     };
-    let tar = match TarSource::open(&tar_path, "archive") {
-        Ok(tar) => tar,
-        Err(_) if compression == Compression::None => {
-            return Err(ImageError::UnknownSource {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(e),
-    };
+    let tar = TarSource::open(&tar_path, path, "archive")?;
     // docker save from Docker 25+ writes both files; its manifest.json names the RepoTags.
     let opened = if tar.has("manifest.json") {
         Opened::Docker(Box::new(tar.relabel("docker-archive")))
@@ -254,7 +247,10 @@ pub(super) fn decompressor<'a, R: BufRead + Send + 'a>(
     })
 }
 
-/// Reads, verifies and stores every layer not already in the store, in parallel.
+/// Reads, verifies and stores every layer not already in the store, in parallel. A layer
+/// already stored is not parsed again, but its blob is still read and checked against its
+/// descriptor (digest and size), or, when the source names no digest, its tar against the
+/// diff_id: what an import accepts does not depend on what the store holds.
 fn store_layers(
     store: &Store,
     source: &dyn BlobSource,
@@ -264,34 +260,19 @@ fn store_layers(
     keep_blobs: bool,
     progress: &dyn Progress,
 ) -> Result<Vec<StoredLayer>, ImageError> {
-    // A known layer is not read again, unless its blob is to be kept and is not stored yet.
+    // A known layer is not stored again, unless its blob is to be kept and is not stored yet.
     let blob_stored = |i: usize| blobs[i].digest.is_some_and(|d| store.has_object(&d));
-    let skip = |i: usize| known.contains_key(&diff_ids[i]) && (!keep_blobs || blob_stored(i));
-    let todo: Vec<usize> = (0..blobs.len()).filter(|&i| !skip(i)).collect();
-    let total: u64 = todo.iter().map(|&i| blobs[i].size.unwrap_or(0)).sum();
+    let reused = |i: usize| {
+        known
+            .get(&diff_ids[i])
+            .filter(|_| !keep_blobs || blob_stored(i))
+    };
+    let total: u64 = blobs.iter().map(|b| b.size.unwrap_or(0)).sum();
     progress.start(blobs.len(), total);
-    let mut results: Vec<Option<Result<StoredLayer, ImageError>>> =
-        (0..blobs.len()).map(|_| None).collect();
-    for (i, id) in diff_ids.iter().enumerate() {
-        if let Some(record) = known.get(id).filter(|_| skip(i)) {
-            let blob = blobs[i].digest.map(|digest| BlobRef {
-                digest,
-                media_type: blobs[i].media_type.clone(),
-                size: blobs[i].size.unwrap_or(0),
-            });
-            results[i] = Some(Ok(StoredLayer {
-                record: record.clone(),
-                blob,
-                file: None,
-                reused: true,
-            }));
-            progress.layer_done(i, id, true);
-        }
-    }
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .min(todo.len())
+        .min(blobs.len())
         .max(1);
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
@@ -299,32 +280,39 @@ fn store_layers(
         for _ in 0..workers {
             scope.spawn(|| {
                 loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = todo.get(n) else { break };
-                    let result = store_layer(
-                        store,
-                        source,
-                        i,
-                        &blobs[i],
-                        &diff_ids[i],
-                        keep_blobs,
-                        progress,
-                    );
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= blobs.len() {
+                        break;
+                    }
+                    let result = match reused(i) {
+                        Some(record) => verify_stored_layer(source, i, &blobs[i], record, progress),
+                        None => store_layer(
+                            store,
+                            source,
+                            i,
+                            &blobs[i],
+                            &diff_ids[i],
+                            keep_blobs,
+                            progress,
+                        ),
+                    };
                     let failed = result.is_err();
                     if let Ok(layer) = &result {
-                        progress.layer_done(i, &layer.record.id, false);
+                        progress.layer_done(i, &layer.record.id, layer.reused);
                     }
                     if let Ok(mut done) = done.lock() {
                         done.push((i, result));
                     }
                     if failed {
                         // Stop handing out work; the first error is reported.
-                        next.store(todo.len(), Ordering::Relaxed);
+                        next.store(blobs.len(), Ordering::Relaxed);
                     }
                 }
             });
         }
     });
+    let mut results: Vec<Option<Result<StoredLayer, ImageError>>> =
+        (0..blobs.len()).map(|_| None).collect();
     for (i, result) in done.into_inner().unwrap_or_default() {
         results[i] = Some(result);
     }
@@ -343,6 +331,117 @@ fn store_layers(
         }
     }
     Ok(out)
+}
+
+/// Checks the blob of layer `index`, already stored as `record`, without storing it again:
+/// its digest and size against the descriptor's, or its tar's digest against the diff_id
+/// when the source names no blob digest (an old docker archive).
+fn verify_stored_layer(
+    source: &dyn BlobSource,
+    index: usize,
+    blob: &LayerBlob,
+    record: &LayerRecord,
+    progress: &dyn Progress,
+) -> Result<StoredLayer, ImageError> {
+    let mut counted = open_blob(source, index, blob, progress, None)?;
+    let decompress_err = |source| ImageError::Decompress {
+        index,
+        blob: blob.path.clone(),
+        source,
+    };
+    if blob.digest.is_some() {
+        std::io::copy(&mut counted, &mut std::io::sink()).map_err(decompress_err)?;
+    } else {
+        let mut buffered = BufReader::with_capacity(1 << 20, &mut counted);
+        let mut tar = decompressor(&mut buffered).map_err(decompress_err)?;
+        let mut hashed = HashingWriter::new(std::io::sink());
+        std::io::copy(&mut tar, &mut hashed).map_err(decompress_err)?;
+        drop(tar);
+        std::io::copy(&mut buffered, &mut std::io::sink()).map_err(decompress_err)?;
+        let actual = LayerId(hashed.finish());
+        if actual != record.id {
+            return Err(ImageError::DiffIdMismatch {
+                index,
+                blob: blob.path.clone(),
+                expected: record.id,
+                actual,
+            });
+        }
+    }
+    let actual = check_blob(index, blob, counted)?;
+    Ok(StoredLayer {
+        record: record.clone(),
+        blob: blob.digest.map(|digest| BlobRef {
+            digest,
+            media_type: blob.media_type.clone(),
+            size: actual.size,
+        }),
+        file: None,
+        reused: true,
+    })
+}
+
+/// Opens layer `index`'s blob for reading through a [`BlobReader`].
+fn open_blob<'a>(
+    source: &'a dyn BlobSource,
+    index: usize,
+    blob: &LayerBlob,
+    progress: &'a dyn Progress,
+    keep: Option<std::io::BufWriter<std::fs::File>>,
+) -> Result<BlobReader<'a, Box<dyn Read + Send + 'a>>, ImageError> {
+    let (reader, _size) = source
+        .open(&blob.path)?
+        .ok_or_else(|| ImageError::MissingBlob {
+            source_name: source.name(),
+            what: format!("layer {index} ({})", blob.path),
+        })?;
+    Ok(BlobReader {
+        inner: reader,
+        hasher: DigestHasher::new(),
+        read: 0,
+        progress,
+        keep,
+    })
+}
+
+/// What a blob turned out to be, read to its end.
+struct ReadBlob {
+    digest: Digest,
+    size: u64,
+    keep: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+/// Checks a blob read to its end against the digest and size its descriptor gives.
+fn check_blob<R>(
+    index: usize,
+    blob: &LayerBlob,
+    counted: BlobReader<'_, R>,
+) -> Result<ReadBlob, ImageError> {
+    let actual = counted.hasher.finish();
+    let what = || format!("layer {index} blob {}", blob.path);
+    if let Some(expected) = blob.digest
+        && expected != actual
+    {
+        return Err(ImageError::DigestMismatch {
+            what: what(),
+            expected,
+            actual,
+        });
+    }
+    if let Some(expected) = blob.size
+        && expected != counted.read
+    {
+        return Err(ImageError::SizeMismatch {
+            what: what(),
+            expected,
+            actual: counted.read,
+        });
+    }
+    Ok(ReadBlob {
+        digest: actual,
+        size: counted.read,
+        keep: counted.keep,
+    })
 }
 
 /// Counts and hashes the compressed bytes of a blob as they are read, and copies them to
@@ -377,12 +476,6 @@ fn store_layer(
     keep_blob: bool,
     progress: &dyn Progress,
 ) -> Result<StoredLayer, ImageError> {
-    let (reader, _size) = source
-        .open(&blob.path)?
-        .ok_or_else(|| ImageError::MissingBlob {
-            source_name: source.name(),
-            what: format!("layer {index} ({})", blob.path),
-        })?;
     let kept = TempFile(store.tmp_path("blob"));
     let keep = if keep_blob {
         let file = std::fs::File::create(&kept.0).map_err(io_err(&kept.0))?;
@@ -390,13 +483,7 @@ fn store_layer(
     } else {
         None
     };
-    let mut counted = BlobReader {
-        inner: reader,
-        hasher: DigestHasher::new(),
-        read: 0,
-        progress,
-        keep,
-    };
+    let mut counted = open_blob(source, index, blob, progress, keep)?;
     let decompress_err = |source| ImageError::Decompress {
         index,
         blob: blob.path.clone(),
@@ -413,16 +500,7 @@ fn store_layer(
     // Whatever follows the compressed stream still belongs to the blob.
     std::io::copy(&mut buffered, &mut std::io::sink()).map_err(decompress_err)?;
     drop(buffered);
-    let actual = counted.hasher.finish();
-    if let Some(expected) = blob.digest
-        && expected != actual
-    {
-        return Err(ImageError::DigestMismatch {
-            what: format!("layer {index} blob {}", blob.path),
-            expected,
-            actual,
-        });
-    }
+    let read = check_blob(index, blob, counted)?;
     if parsed.diff_id != *diff_id {
         return Err(ImageError::DiffIdMismatch {
             index,
@@ -431,9 +509,9 @@ fn store_layer(
             actual: parsed.diff_id,
         });
     }
-    if let Some(mut keep) = counted.keep.take() {
+    if let Some(mut keep) = read.keep {
         std::io::Write::flush(&mut keep).map_err(io_err(&kept.0))?;
-        store.put_hashed_file(&kept.0, &actual, counted.read)?;
+        store.put_hashed_file(&kept.0, &read.digest, read.size)?;
     }
     let (record, file) = write_parsed_layer(store, parsed)?;
     let media_type =
@@ -443,9 +521,9 @@ fn store_layer(
             blob.media_type.clone()
         };
     let blob = BlobRef {
-        digest: blob.digest.unwrap_or(actual),
+        digest: blob.digest.unwrap_or(read.digest),
         media_type,
-        size: counted.read,
+        size: read.size,
     };
     Ok(StoredLayer {
         record,

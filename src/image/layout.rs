@@ -5,44 +5,63 @@
 use super::ImageError;
 use super::archive::BlobSource;
 use super::config::Platform;
+use super::json;
 use super::spec::{ImageSpec, LayerBlob};
-use crate::model::Digest;
+use crate::model::{Digest, excerpt, excerpt_list};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use std::collections::HashMap;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// How deep indexes may nest below `index.json` (an index naming an index ...).
+const MAX_NESTING: usize = 8;
 
 /// Where a layout keeps the blob `digest`: `blobs/sha256/<hex>`.
 pub(super) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 
-fn parse_digest(d: &oci_spec::image::Digest, what: &str) -> Result<Digest, ImageError> {
-    d.to_string()
+/// A descriptor, with where it is (`index.json manifests[3]`) for messages.
+type Located<'a> = (String, &'a Descriptor);
+
+/// The digest of the descriptor at `field` (snapfs reads sha256 blobs only).
+fn parse_digest(d: &Descriptor, field: &str) -> Result<Digest, ImageError> {
+    d.digest()
+        .to_string()
         .parse()
-        .map_err(|e: crate::model::DigestError| ImageError::Json {
-            what: what.into(),
-            detail: e.to_string(),
+        .map_err(|problem| ImageError::BadDigest {
+            field: format!("{field}.digest"),
+            problem,
         })
 }
 
-/// Reads a blob named by digest and checks its bytes.
+/// Reads the blob the descriptor at `field` names and checks its digest and size; `what`
+/// says what the blob is.
 fn read_verified(
     source: &dyn BlobSource,
-    digest: &Digest,
+    (field, descriptor): &Located<'_>,
     what: &str,
-) -> Result<Vec<u8>, ImageError> {
-    let bytes = source.read(&blob_path(digest), &format!("{what} {digest}"))?;
+) -> Result<(Digest, Vec<u8>), ImageError> {
+    let digest = parse_digest(descriptor, field)?;
+    let bytes = source.read(&blob_path(&digest), &format!("{what} {digest}"))?;
     let actual = Digest::of(&bytes);
-    if actual != *digest {
+    if actual != digest {
         return Err(ImageError::DigestMismatch {
-            what: format!("{what} {}", blob_path(digest)),
-            expected: *digest,
+            what: format!("{what} {}", blob_path(&digest)),
+            expected: digest,
             actual,
         });
     }
-    Ok(bytes)
+    if bytes.len() as u64 != descriptor.size() {
+        return Err(ImageError::SizeMismatch {
+            what: format!("{what} {}", blob_path(&digest)),
+            expected: descriptor.size(),
+            actual: bytes.len() as u64,
+        });
+    }
+    Ok((digest, bytes))
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
@@ -69,10 +88,7 @@ pub fn read_layout(
 ) -> Result<ImageSpec, ImageError> {
     let name = source.name();
     let index_bytes = source.read("index.json", "index.json")?;
-    let index = ImageIndex::from_reader(&index_bytes[..]).map_err(|e| ImageError::Json {
-        what: format!("{name} index.json"),
-        detail: e.to_string(),
-    })?;
+    let index: ImageIndex = json::parse(&index_bytes, &format!("{name} index.json"))?;
     let all = index.manifests();
     if all.is_empty() {
         return Err(ImageError::Empty { source_name: name });
@@ -83,16 +99,15 @@ pub fn read_layout(
         if names.is_empty() {
             "(no tags)".to_string()
         } else {
-            names.join(", ")
+            excerpt_list(names)
         }
     };
-    let chosen: Vec<&Descriptor> = match tag {
-        Some(tag) => all
-            .iter()
-            .filter(|d| ref_name(d).is_some_and(|n| tag_matches(n, tag)))
-            .collect(),
-        None => all.iter().collect(),
-    };
+    let chosen: Vec<Located<'_>> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| tag.is_none_or(|tag| ref_name(d).is_some_and(|n| tag_matches(n, tag))))
+        .map(|(i, d)| (format!("{name} index.json manifests[{i}]"), d))
+        .collect();
     if chosen.is_empty() {
         return Err(ImageError::NoSuchTag {
             source_name: name,
@@ -100,7 +115,7 @@ pub fn read_layout(
             tags: tags(),
         });
     }
-    let mut names: Vec<Option<&str>> = chosen.iter().map(|d| ref_name(d)).collect();
+    let mut names: Vec<Option<&str>> = chosen.iter().map(|(_, d)| ref_name(d)).collect();
     names.sort();
     names.dedup();
     if names.len() > 1 {
@@ -110,37 +125,55 @@ pub fn read_layout(
         });
     }
     let ref_name = names.into_iter().next().flatten().map(str::to_string);
-    let manifest = pick_platform(source, &chosen, platform, 0)?;
-    let mut spec = read_manifest(source, &manifest)?;
+    let mut nested = HashMap::new();
+    let manifest = pick_platform(source, &chosen, platform, 0, &mut nested)?;
+    let mut spec = read_manifest(source, (manifest.0, &manifest.1))?;
     spec.ref_name = ref_name;
     Ok(spec)
 }
 
-/// Among descriptors (manifests or nested indexes), the one manifest for `platform`.
+/// Among descriptors (manifests or nested indexes), the one manifest for `platform`. A nested
+/// index is read once (`nested` keeps what was chosen in it), and at most [`MAX_NESTING`]
+/// levels deep.
 fn pick_platform(
     source: &dyn BlobSource,
-    candidates: &[&Descriptor],
+    candidates: &[Located<'_>],
     platform: &Platform,
     depth: usize,
-) -> Result<Descriptor, ImageError> {
+    nested: &mut HashMap<Digest, (String, Descriptor)>,
+) -> Result<(String, Descriptor), ImageError> {
     let name = source.name();
-    let mut manifests: Vec<Descriptor> = Vec::new();
-    for d in candidates {
-        if is_index(d.media_type()) && depth < 4 {
-            let digest = parse_digest(d.digest(), "index descriptor")?;
-            let bytes = read_verified(source, &digest, "image index")?;
-            let nested = ImageIndex::from_reader(&bytes[..]).map_err(|e| ImageError::Json {
-                what: format!("image index {digest}"),
-                detail: e.to_string(),
-            })?;
-            let inner: Vec<&Descriptor> = nested.manifests().iter().collect();
-            manifests.push(pick_platform(source, &inner, platform, depth + 1)?);
+    let mut manifests: Vec<(String, Descriptor)> = Vec::new();
+    for (field, d) in candidates {
+        if is_index(d.media_type()) {
+            let digest = parse_digest(d, field)?;
+            if let Some(chosen) = nested.get(&digest) {
+                manifests.push(chosen.clone());
+                continue;
+            }
+            if depth >= MAX_NESTING {
+                return Err(ImageError::NestedTooDeep {
+                    what: format!("{name} image index {digest}"),
+                    depth: MAX_NESTING,
+                });
+            }
+            let (digest, bytes) = read_verified(source, &(field.clone(), d), "image index")?;
+            let index: ImageIndex = json::parse(&bytes, &format!("image index {digest}"))?;
+            let inner: Vec<Located<'_>> = index
+                .manifests()
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("image index {digest} manifests[{i}]"), d))
+                .collect();
+            let chosen = pick_platform(source, &inner, platform, depth + 1, nested)?;
+            nested.insert(digest, chosen.clone());
+            manifests.push(chosen);
         } else if is_manifest(d.media_type()) {
-            manifests.push((*d).clone());
+            manifests.push((field.clone(), (*d).clone()));
         } else {
             return Err(ImageError::UnknownMediaType {
-                what: format!("{name} descriptor {}", d.digest()),
-                media_type: d.media_type().to_string(),
+                what: field.clone(),
+                media_type: excerpt(d.media_type().as_ref()),
             });
         }
     }
@@ -159,18 +192,18 @@ fn pick_platform(
                 format!("{}/{}", p.os(), p.architecture())
             })
     };
-    let available = manifests
+    let described: Vec<String> = manifests.iter().map(|(_, d)| describe(d)).collect();
+    let available = excerpt_list(described.iter().map(String::as_str));
+    let with_platform = manifests
         .iter()
-        .map(describe)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let with_platform = manifests.iter().filter(|d| d.platform().is_some()).count();
+        .filter(|(_, d)| d.platform().is_some())
+        .count();
     let chosen = if manifests.len() == 1 && with_platform == 0 {
         manifests.into_iter().next()
     } else {
         manifests
             .into_iter()
-            .find(|d| d.platform().is_some() && fits(d))
+            .find(|(_, d)| d.platform().is_some() && fits(d))
     };
     chosen.ok_or_else(|| ImageError::NoPlatform {
         source_name: name,
@@ -182,21 +215,18 @@ fn pick_platform(
 /// Reads and verifies a manifest and its config; lists its layer blobs.
 fn read_manifest(
     source: &dyn BlobSource,
-    descriptor: &Descriptor,
+    descriptor: Located<'_>,
 ) -> Result<ImageSpec, ImageError> {
-    let digest = parse_digest(descriptor.digest(), "manifest descriptor")?;
-    let bytes = read_verified(source, &digest, "manifest")?;
-    let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| ImageError::Json {
-        what: format!("manifest {digest}"),
-        detail: e.to_string(),
-    })?;
-    let config_digest = parse_digest(manifest.config().digest(), "config descriptor")?;
-    let config = read_verified(source, &config_digest, "config")?;
+    let (digest, bytes) = read_verified(source, &descriptor, "manifest")?;
+    let manifest: ImageManifest = json::parse(&bytes, &format!("manifest {digest}"))?;
+    let config_field = format!("manifest {digest} config");
+    let (_, config) = read_verified(source, &(config_field, manifest.config()), "config")?;
     let layers = manifest
         .layers()
         .iter()
-        .map(|l| {
-            let digest = parse_digest(l.digest(), "layer descriptor")?;
+        .enumerate()
+        .map(|(i, l)| {
+            let digest = parse_digest(l, &format!("manifest {digest} layers[{i}]"))?;
             check_layer_media_type(l.media_type().as_ref(), &format!("layer {digest}"))?;
             Ok(LayerBlob {
                 path: blob_path(&digest),
@@ -232,7 +262,7 @@ pub fn check_layer_media_type(media_type: &str, what: &str) -> Result<(), ImageE
     } else {
         Err(ImageError::UnknownMediaType {
             what: what.to_string(),
-            media_type: media_type.to_string(),
+            media_type: excerpt(media_type),
         })
     }
 }

@@ -19,6 +19,7 @@ mod gzip;
 mod hashing;
 mod import;
 mod inspect;
+mod json;
 mod layout;
 mod lowerdirs;
 mod progress;
@@ -63,6 +64,11 @@ pub enum ImageError {
     UnknownSource { path: PathBuf },
     #[error("{what}: invalid JSON: {detail}")]
     Json { what: String, detail: String },
+    #[error("{field}: {problem}")]
+    BadDigest {
+        field: String,
+        problem: crate::model::DigestError,
+    },
     #[error("{source_name} holds several images; pick one with --tag: {tags}")]
     SeveralImages { source_name: String, tags: String },
     #[error("{source_name} has no image tagged {tag:?}; it has: {tags}")]
@@ -87,6 +93,16 @@ pub enum ImageError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("{what}: size mismatch: the descriptor says {expected} bytes, the blob has {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{what}: nested indexes are not supported deeper than {depth} levels")]
+    NestedTooDeep { what: String, depth: usize },
+    #[error("{path}: malformed tar: {detail}")]
+    MalformedTar { path: PathBuf, detail: String },
     #[error(
         "layer {index} ({blob}): diff_id mismatch: the config says {expected}, the uncompressed tar is {actual}"
     )]

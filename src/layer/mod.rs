@@ -9,7 +9,8 @@
 //!
 //! Path safety is enforced here: `..`, absolute paths and hardlinks to anything but an earlier
 //! regular file of the same layer are refused. Paths through symlinks are refused by the index,
-//! which sees every layer.
+//! which sees every layer. So are entries that cannot exist on a filesystem, and overlayfs's
+//! private xattrs are stripped (see [`parse_layer`]).
 
 mod file;
 pub mod overlay;
@@ -17,7 +18,10 @@ mod parse;
 mod skeleton;
 
 pub use file::{LayerFile, decode_digests};
-pub use parse::{ParsedLayer, TarDigest, parse_layer, parse_layer_with};
+pub use parse::{
+    KEPT_BYTES_FREE, KEPT_BYTES_PER_ENTRY, MAX_KEPT_BYTES, ParsedLayer, TarDigest, parse_layer,
+    parse_layer_with,
+};
 pub use skeleton::{Segment, Skeleton};
 
 use crate::model::{Digest, EntryPath, PathError};
@@ -48,15 +52,49 @@ pub enum LayerError {
         "entry {path}: hardlink target {target:?} is not an earlier regular file of this layer"
     )]
     BadHardlink { path: EntryPath, target: String },
-    #[error("entry {path}: unsupported tar entry type {kind:?}")]
+    #[error("entry {path:?}: unsupported tar entry type {kind:?}")]
     UnsupportedType { path: String, kind: char },
+    #[error(
+        "entry {path:?}: sparse files ({format}) are not supported; write the tar without --sparse"
+    )]
+    Sparse { path: String, format: String },
+    #[error(
+        "entry {path:?}: a {kind} entry with a body of {size} bytes; only regular files have bodies"
+    )]
+    UnkeptBody {
+        path: String,
+        kind: &'static str,
+        size: u64,
+    },
+    #[error("entry {path:?}: a whiteout must hide a name, not {hidden:?}")]
+    BadWhiteout { path: String, hidden: String },
+    #[error(
+        "entry {path}: a {was} earlier in this layer and a {now} here; within one layer a path is a directory or not"
+    )]
+    KindChanged {
+        path: EntryPath,
+        was: &'static str,
+        now: &'static str,
+    },
+    #[error(
+        "more than {limit} bytes of tar headers and extension records after entry {after:?} (only file bodies may be larger)"
+    )]
+    TooMuchMetadata { after: Option<String>, limit: u64 },
+    #[error("more than {limit} bytes of data after the tar's end-of-archive marker")]
+    TrailingData { limit: u64 },
+    #[error(
+        "{kept} bytes of tar headers and extension records for {entries} entries: more than {} and {} an entry",
+        crate::layer::KEPT_BYTES_FREE,
+        crate::layer::KEPT_BYTES_PER_ENTRY
+    )]
+    MetadataOutgrowsEntries { entries: u64, kept: u64 },
     #[error("entry {path}: body is truncated: expected {expected} bytes, got {got}")]
     TruncatedBody {
         path: EntryPath,
         expected: u64,
         got: u64,
     },
-    #[error("entry {path}: invalid {field} in the tar header: {detail}")]
+    #[error("entry {path:?}: invalid {field} in the tar header: {detail}")]
     BadHeader {
         path: String,
         field: &'static str,

@@ -1,7 +1,10 @@
-//! Parsing one uncompressed layer tar into entries, a skeleton and its diff_id.
+//! Parsing one uncompressed layer tar into entries, a skeleton and its diff_id; what is
+//! refused or stripped on the way is listed at [`parse_layer`].
 
-use super::{LayerError, ObjectSink, Segment, Skeleton};
-use crate::model::{Digest, DigestHasher, Entry, EntryPath, Kind, LayerId, Meta, Xattr};
+use super::{LayerError, ObjectSink, Segment, Skeleton, overlay};
+use crate::model::{
+    Digest, DigestHasher, Entry, EntryPath, Kind, LayerId, Meta, Xattr, excerpt_bytes,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
@@ -9,6 +12,21 @@ use std::rc::Rc;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// The most bytes of headers and extension records (PAX, GNU long names) one entry may have,
+/// and the most bytes that may follow the end-of-archive marker (zero padding to a 10240-byte
+/// record is normal). All bytes outside file bodies are kept for the skeleton, in memory: an
+/// unbounded run of them would let a small compressed blob fill memory (1 GiB of zeros
+/// compress to 1 MB).
+pub const MAX_KEPT_BYTES: u64 = 1 << 20;
+
+/// What a whole layer may keep outside file bodies: [`KEPT_BYTES_FREE`], and
+/// [`KEPT_BYTES_PER_ENTRY`] more for each entry. Real layers keep about 512 bytes an entry
+/// (a ustar header; 1.5 KiB with a PAX record); without this bound, a layer of many entries
+/// each with a large PAX record would fill memory as trailing data did.
+pub const KEPT_BYTES_FREE: u64 = 32 << 20;
+/// See [`KEPT_BYTES_FREE`].
+pub const KEPT_BYTES_PER_ENTRY: u64 = 2 << 10;
 
 /// The result of parsing one layer tar.
 #[derive(Debug)]
@@ -23,6 +41,17 @@ pub struct ParsedLayer {
 }
 
 /// Parses an uncompressed layer tar, sending each regular file's body to `sink`.
+///
+/// Besides unsafe paths (`..`, absolute, hardlinks out of the layer), it refuses what no
+/// filesystem can hold or what tar readers disagree on: names over 255 bytes, symlink
+/// targets over 4095, whiteouts of `.`, `..` or an empty name, a path that is a directory and
+/// a non-directory in one layer, PAX `size` records that are not the entry's size, sparse
+/// files (GNU `S` entries and PAX `GNU.sparse.*` records, formats 0.0, 0.1 and 1.0), a body on
+/// an entry that is not a regular file, one xattr given twice, more than [`MAX_KEPT_BYTES`] of
+/// headers for one entry or after the end-of-archive marker, and more than [`KEPT_BYTES_FREE`]
+/// and [`KEPT_BYTES_PER_ENTRY`] an entry of headers in the layer. It strips
+/// overlayfs's private xattrs (`trusted.overlay.*`, `user.overlay.*`) from the entries, since
+/// a container's upper dir would obey them; the skeleton keeps the tar as it was.
 pub fn parse_layer<R: Read>(tar: R, sink: &dyn ObjectSink) -> Result<ParsedLayer, LayerError> {
     parse_layer_with(tar, sink, TarDigest::Parser)
 }
@@ -50,31 +79,50 @@ pub fn parse_layer_with<R: Read>(
         inner: tar,
         rec: recorder.clone(),
     });
-    let mut entries = Vec::new();
-    let mut files: HashMap<EntryPath, usize> = HashMap::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    // path → index in `entries` of its latest entry (whiteouts and opaque markers aside)
+    let mut latest: HashMap<EntryPath, usize> = HashMap::new();
+    let mut stripped = Stripped::default();
     let mut last: Option<String> = None;
-    let tar_error = |after: &Option<String>, source| LayerError::Tar {
-        after: after.clone(),
-        source,
+    let tar_error = |after: &Option<String>, source| {
+        let rec = recorder.borrow();
+        match rec.over {
+            Over::Trailing => LayerError::TrailingData {
+                limit: MAX_KEPT_BYTES,
+            },
+            Over::Entry => LayerError::TooMuchMetadata {
+                after: after.clone(),
+                limit: MAX_KEPT_BYTES,
+            },
+            Over::Layer => LayerError::MetadataOutgrowsEntries {
+                entries: rec.entries,
+                kept: rec.kept,
+            },
+            Over::No => LayerError::Tar {
+                after: after.clone(),
+                source,
+            },
+        }
     };
 
     let iter = archive.entries().map_err(|e| tar_error(&last, e))?;
     for item in iter {
         let mut tar_entry = item.map_err(|e| tar_error(&last, e))?;
         let raw_path = tar_entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let shown = excerpt_bytes(&raw_path);
         let entry_type = tar_entry.header().entry_type();
         if entry_type == tar::EntryType::XGlobalHeader {
+            recorder.borrow_mut().mark();
             last = Some(shown);
             continue;
         }
-        let meta = read_meta(&mut tar_entry, &shown)?;
+        let meta = read_meta(&mut tar_entry, &shown, &mut stripped)?;
         let path = EntryPath::parse(&raw_path).map_err(|source| LayerError::BadPath {
             path: shown.clone(),
             source,
         })?;
 
-        let (path, kind) = match whiteout_of(&path) {
+        let (path, kind) = match whiteout_of(&path, &shown)? {
             Some(marker) => marker,
             None => {
                 let kind = match entry_type {
@@ -99,7 +147,6 @@ pub fn parse_layer_with<R: Read>(
                             });
                         }
                         recorder.borrow_mut().end_body(digest, size);
-                        files.insert(path.clone(), entries.len());
                         Kind::File { digest, size }
                     }
                     tar::EntryType::Directory => Kind::Dir,
@@ -108,18 +155,17 @@ pub fn parse_layer_with<R: Read>(
                     },
                     tar::EntryType::Link => {
                         let raw_target = link_name(&tar_entry, &shown)?;
-                        let target = EntryPath::parse(&raw_target)
-                            .ok()
-                            .filter(|t| files.contains_key(t));
+                        let target = EntryPath::parse(&raw_target).ok().filter(|t| {
+                            latest.get(t).is_some_and(|&i| {
+                                matches!(entries[i].kind, Kind::File { .. } | Kind::Hardlink { .. })
+                            })
+                        });
                         match target {
-                            Some(target) => {
-                                files.insert(path.clone(), entries.len());
-                                Kind::Hardlink { target }
-                            }
+                            Some(target) => Kind::Hardlink { target },
                             None => {
                                 return Err(LayerError::BadHardlink {
                                     path,
-                                    target: String::from_utf8_lossy(&raw_target).into_owned(),
+                                    target: excerpt_bytes(&raw_target),
                                 });
                             }
                         }
@@ -131,6 +177,12 @@ pub fn parse_layer_with<R: Read>(
                         Kind::BlockDevice { major, minor }
                     })?,
                     tar::EntryType::Fifo => Kind::Fifo,
+                    tar::EntryType::GNUSparse => {
+                        return Err(LayerError::Sparse {
+                            path: shown,
+                            format: "GNU type 'S'".into(),
+                        });
+                    }
                     other => {
                         return Err(LayerError::UnsupportedType {
                             path: shown,
@@ -141,12 +193,34 @@ pub fn parse_layer_with<R: Read>(
                 (path, kind)
             }
         };
-        if !matches!(kind, Kind::File { .. } | Kind::Hardlink { .. }) {
-            files.remove(&path);
+        // Only a regular file's body is stored; any other entry's would be kept in memory.
+        if !matches!(kind, Kind::File { .. }) && tar_entry.size() > 0 {
+            return Err(LayerError::UnkeptBody {
+                path: shown,
+                kind: kind.name(),
+                size: tar_entry.size(),
+            });
+        }
+        if !matches!(kind, Kind::Whiteout | Kind::Opaque) {
+            let is_dir = matches!(kind, Kind::Dir);
+            if let Some(&earlier) = latest.get(&path)
+                && matches!(entries[earlier].kind, Kind::Dir) != is_dir
+            {
+                return Err(LayerError::KindChanged {
+                    path,
+                    was: entries[earlier].kind.name(),
+                    now: kind.name(),
+                });
+            }
+            latest.insert(path.clone(), entries.len());
         }
         entries.push(Entry { path, kind, meta });
+        recorder.borrow_mut().mark();
         last = Some(shown);
     }
+    // What follows the end-of-archive marker is part of the tar (and of its diff_id), and is
+    // kept for the skeleton: within a bound.
+    recorder.borrow_mut().start_trailing();
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
         .map_err(|e| tar_error(&last, e))?;
     let recording = Rc::try_unwrap(recorder)
@@ -154,7 +228,17 @@ pub fn parse_layer_with<R: Read>(
         .unwrap_or_default();
     let (mut diff_id, tar_size, skeleton) = recording.finish();
     if let TarDigest::Writer(writer) = digest {
-        diff_id = writer().map_err(|e| tar_error(&last, e))?;
+        diff_id = writer().map_err(|e| LayerError::Tar {
+            after: last.clone(),
+            source: e,
+        })?;
+    }
+    if let Some(first) = &stripped.first {
+        tracing::warn!(
+            "layer {diff_id}: stripped {} overlayfs-private xattr(s) from its entries (first \
+             on {first}): a container's upper dir would obey them",
+            stripped.count
+        );
     }
     Ok(ParsedLayer {
         diff_id: LayerId(diff_id),
@@ -164,24 +248,50 @@ pub fn parse_layer_with<R: Read>(
     })
 }
 
-/// `.wh.NAME` and `.wh..wh..opq` become whiteout and opaque entries for the path they hide.
-fn whiteout_of(path: &EntryPath) -> Option<(EntryPath, Kind)> {
-    let (parent, name) = path.split_last()?;
-    if name == OPAQUE_MARKER {
-        return Some((parent, Kind::Opaque));
-    }
-    let hidden = name.strip_prefix(WHITEOUT_PREFIX)?;
-    Some((parent.join(hidden), Kind::Whiteout))
+/// The overlayfs-private xattrs left out of a layer's entries.
+#[derive(Default)]
+struct Stripped {
+    count: u64,
+    first: Option<String>,
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<R>, shown: &str) -> Result<Vec<u8>, LayerError> {
-    match entry.link_name_bytes() {
-        Some(target) if !target.is_empty() => Ok(target.into_owned()),
-        _ => Err(LayerError::BadHeader {
+/// `.wh.NAME` and `.wh..wh..opq` become whiteout and opaque entries for the path they hide.
+/// A whiteout must hide a name: `.wh.`, `.wh..` and `.wh...` hide none.
+fn whiteout_of(path: &EntryPath, shown: &str) -> Result<Option<(EntryPath, Kind)>, LayerError> {
+    let Some((parent, name)) = path.split_last() else {
+        return Ok(None);
+    };
+    if name == OPAQUE_MARKER {
+        return Ok(Some((parent, Kind::Opaque)));
+    }
+    let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) else {
+        return Ok(None);
+    };
+    if matches!(hidden, b"" | b"." | b"..") {
+        return Err(LayerError::BadWhiteout {
             path: shown.to_string(),
-            field: "link name",
-            detail: "empty".into(),
-        }),
+            hidden: String::from_utf8_lossy(hidden).into_owned(),
+        });
+    }
+    Ok(Some((parent.join(hidden), Kind::Whiteout)))
+}
+
+/// The longest symlink target Linux can create (`PATH_MAX` less the NUL).
+const MAX_SYMLINK_TARGET: usize = 4095;
+
+fn link_name<R: Read>(entry: &tar::Entry<R>, shown: &str) -> Result<Vec<u8>, LayerError> {
+    let bad = |detail: String| LayerError::BadHeader {
+        path: shown.to_string(),
+        field: "link name",
+        detail,
+    };
+    match entry.link_name_bytes() {
+        Some(target) if target.len() > MAX_SYMLINK_TARGET => Err(bad(format!(
+            "{} bytes; a link target is at most {MAX_SYMLINK_TARGET}",
+            target.len()
+        ))),
+        Some(target) if !target.is_empty() => Ok(target.into_owned()),
+        _ => Err(bad("empty".into())),
     }
 }
 
@@ -207,13 +317,20 @@ fn device<R: Read>(
     Ok(make(major, minor))
 }
 
-/// Mode, owner, mtime (PAX `mtime` gives nanoseconds) and `SCHILY.xattr.*` records.
-fn read_meta<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta, LayerError> {
+/// Mode, owner, mtime (PAX `mtime` gives nanoseconds) and `SCHILY.xattr.*` records, less
+/// overlayfs's private xattrs (counted in `stripped`). Refuses PAX sparse files and PAX
+/// `size` records that are not the entry's size.
+fn read_meta<R: Read>(
+    entry: &mut tar::Entry<R>,
+    shown: &str,
+    stripped: &mut Stripped,
+) -> Result<Meta, LayerError> {
     let bad = |field, detail: String| LayerError::BadHeader {
         path: shown.to_string(),
         field,
         detail,
     };
+    let size = entry.size();
     let header = entry.header();
     let mut meta = Meta {
         mode: header.mode().map_err(|e| bad("mode", e.to_string()))? & 0o7777,
@@ -223,6 +340,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta, La
         mtime_nsec: 0,
         xattrs: Vec::new(),
     };
+    let mut sparse = Sparse::default();
+    // Tar readers that cannot parse a PAX size fall back to the header's, others refuse: an
+    // entry whose size depends on the reader is refused.
+    let mut bad_size = None;
     if let Some(extensions) = entry
         .pax_extensions()
         .map_err(|e| bad("pax", e.to_string()))?
@@ -232,36 +353,95 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Meta, La
             let key = extension.key_bytes();
             let value = extension.value_bytes();
             let text = || std::str::from_utf8(value).unwrap_or("");
+            let shown_value = || excerpt_bytes(value);
             match key {
                 b"mtime" => {
-                    let (sec, nsec) = parse_pax_time(text())
-                        .ok_or_else(|| bad("pax mtime", text().to_string()))?;
+                    let (sec, nsec) =
+                        parse_pax_time(text()).ok_or_else(|| bad("pax mtime", shown_value()))?;
                     meta.mtime_sec = sec;
                     meta.mtime_nsec = nsec;
                 }
-                b"uid" => {
-                    meta.uid = text()
-                        .parse()
-                        .map_err(|_| bad("pax uid", text().to_string()))?
-                }
-                b"gid" => {
-                    meta.gid = text()
-                        .parse()
-                        .map_err(|_| bad("pax gid", text().to_string()))?
-                }
+                b"uid" => meta.uid = text().parse().map_err(|_| bad("pax uid", shown_value()))?,
+                b"gid" => meta.gid = text().parse().map_err(|_| bad("pax gid", shown_value()))?,
+                b"size" => match text().parse::<u64>() {
+                    Ok(pax) if pax == size => {}
+                    Ok(pax) => {
+                        bad_size = Some(format!("{pax}, but the entry's size in effect is {size}"))
+                    }
+                    Err(_) => {
+                        bad_size = Some(format!("{:?} is not a size in bytes", shown_value()))
+                    }
+                },
                 _ => {
                     if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                        if overlay::is_private_xattr(name) {
+                            stripped.count += 1;
+                            stripped.first.get_or_insert_with(|| shown.to_string());
+                            continue;
+                        }
                         meta.xattrs.push(Xattr {
                             name: name.to_vec(),
                             value: value.to_vec(),
                         });
+                    } else if let Some(field) = key.strip_prefix(b"GNU.sparse.") {
+                        sparse.note(field, value);
                     }
                 }
             }
         }
     }
+    if sparse.seen {
+        let format = format!("PAX GNU.sparse {}", sparse.version());
+        return Err(LayerError::Sparse {
+            path: sparse.name.unwrap_or_else(|| shown.to_string()),
+            format,
+        });
+    }
+    if let Some(detail) = bad_size {
+        return Err(bad("pax size", detail));
+    }
     meta.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(twice) = meta.xattrs.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(bad(
+            "pax xattr",
+            format!("{} is given twice", excerpt_bytes(&twice[0].name)),
+        ));
+    }
     Ok(meta)
+}
+
+/// What an entry's `GNU.sparse.*` PAX records say: GNU tar's sparse formats 0.0
+/// (`offset`/`numbytes` pairs), 0.1 (`map`) and 1.0 (`major`/`minor`, the map in the body).
+#[derive(Default)]
+struct Sparse {
+    seen: bool,
+    major: Option<String>,
+    minor: Option<String>,
+    map: bool,
+    /// The file's real name (0.1 and 1.0 put a made-up one in the header).
+    name: Option<String>,
+}
+
+impl Sparse {
+    fn note(&mut self, field: &[u8], value: &[u8]) {
+        self.seen = true;
+        let text = || excerpt_bytes(value);
+        match field {
+            b"major" => self.major = Some(text()),
+            b"minor" => self.minor = Some(text()),
+            b"map" => self.map = true,
+            b"name" => self.name = Some(text()),
+            _ => {}
+        }
+    }
+
+    fn version(&self) -> String {
+        match (&self.major, &self.minor) {
+            (Some(major), minor) => format!("{major}.{}", minor.as_deref().unwrap_or("0")),
+            (None, _) if self.map => "0.1".into(),
+            (None, _) => "0.0".into(),
+        }
+    }
 }
 
 /// `1700000000.5` → (1700000000, 500000000); negative times as `-1.5` → (-2, 500000000).
@@ -291,9 +471,61 @@ struct Recording {
     in_body: bool,
     raw: Vec<u8>,
     segments: Vec<Segment>,
+    /// Bytes kept (read outside file bodies) since the last [`Recording::mark`].
+    since_mark: u64,
+    /// Bytes kept in all.
+    kept: u64,
+    /// Entries done (marks).
+    entries: u64,
+    /// Whether the reader is past the end-of-archive marker.
+    trailing: bool,
+    /// Which bound on kept bytes a read went over (that read failed).
+    over: Over,
+}
+
+/// Which bound on the bytes kept outside file bodies was passed.
+#[derive(Default, Clone, Copy)]
+enum Over {
+    #[default]
+    No,
+    /// [`MAX_KEPT_BYTES`] for one entry.
+    Entry,
+    /// [`MAX_KEPT_BYTES`] after the end-of-archive marker.
+    Trailing,
+    /// [`KEPT_BYTES_FREE`] and [`KEPT_BYTES_PER_ENTRY`] for the layer.
+    Layer,
 }
 
 impl Recording {
+    /// An entry is done: what is kept from here on belongs to the next one.
+    fn mark(&mut self) {
+        self.since_mark = 0;
+        self.entries += 1;
+    }
+
+    /// Counts `n` more bytes kept; which bound that passes, if any.
+    fn keep(&mut self, n: u64) -> Over {
+        self.since_mark += n;
+        self.kept += n;
+        if self.since_mark > MAX_KEPT_BYTES {
+            if self.trailing {
+                Over::Trailing
+            } else {
+                Over::Entry
+            }
+        } else if self.kept > KEPT_BYTES_FREE + KEPT_BYTES_PER_ENTRY * self.entries {
+            Over::Layer
+        } else {
+            Over::No
+        }
+    }
+
+    /// The tar's entries are done: what follows is trailing data.
+    fn start_trailing(&mut self) {
+        self.since_mark = 0;
+        self.trailing = true;
+    }
+
     fn start_body(&mut self) {
         self.in_body = true;
         if !self.raw.is_empty() {
@@ -322,7 +554,8 @@ impl Recording {
     }
 }
 
-/// Hashes every byte of the tar and keeps all but file bodies for the skeleton.
+/// Hashes every byte of the tar and keeps all but file bodies for the skeleton, within
+/// [`MAX_KEPT_BYTES`] per entry and [`KEPT_BYTES_FREE`] + [`KEPT_BYTES_PER_ENTRY`] per layer.
 struct RecordingReader<R> {
     inner: R,
     rec: Rc<RefCell<Recording>>,
@@ -337,6 +570,10 @@ impl<R: Read> Read for RecordingReader<R> {
         }
         rec.total += n as u64;
         if !rec.in_body {
+            rec.over = rec.keep(n as u64);
+            if !matches!(rec.over, Over::No) {
+                return Err(std::io::Error::other("too many bytes outside file bodies"));
+            }
             rec.raw.extend_from_slice(&buf[..n]);
         }
         Ok(n)
@@ -567,6 +804,228 @@ pub(crate) mod tests {
                 "cut {cut}: {e}"
             );
         }
+    }
+
+    /// A tar of one entry preceded by the PAX records `pax`.
+    fn pax_tar(pax: &[(&str, &[u8])], kind: tar::EntryType, name: &str, body: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions(pax.iter().copied()).unwrap();
+        b.append_data(&mut header(kind, 0o644, body.len() as u64), name, body)
+            .unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn strips_overlay_private_xattrs() {
+        let tar = pax_tar(
+            &[
+                ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+                ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+                ("SCHILY.xattr.user.overlay.origin", b"x"),
+                ("SCHILY.xattr.user.kept", b"v"),
+            ],
+            tar::EntryType::Directory,
+            "d/",
+            b"",
+        );
+        let layer = parse_layer(&tar[..], &MemorySink::default()).unwrap();
+        let names: Vec<&[u8]> = layer.entries[0]
+            .meta
+            .xattrs
+            .iter()
+            .map(|x| &x.name[..])
+            .collect();
+        assert_eq!(names, [&b"user.kept"[..]]);
+        // the skeleton still rebuilds the tar as it was
+        let mut out = Vec::new();
+        layer.skeleton.write_tar(&mut out, |_| Ok(&[][..])).unwrap();
+        assert_eq!(out, tar);
+    }
+
+    #[test]
+    fn refuses_sparse_files() {
+        let forms: [&[(&str, &[u8])]; 3] = [
+            &[
+                ("GNU.sparse.size", b"1048576"),
+                ("GNU.sparse.numblocks", b"1"),
+                ("GNU.sparse.offset", b"0"),
+                ("GNU.sparse.numbytes", b"5"),
+            ],
+            &[
+                ("GNU.sparse.size", b"1048576"),
+                ("GNU.sparse.numblocks", b"1"),
+                ("GNU.sparse.map", b"0,5"),
+                ("GNU.sparse.name", b"big"),
+            ],
+            &[
+                ("GNU.sparse.major", b"1"),
+                ("GNU.sparse.minor", b"0"),
+                ("GNU.sparse.name", b"big"),
+                ("GNU.sparse.realsize", b"1048576"),
+            ],
+        ];
+        for (pax, version) in forms.iter().zip(["0.0", "0.1", "1.0"]) {
+            let tar = pax_tar(
+                pax,
+                tar::EntryType::Regular,
+                "GNUSparseFile.1/big",
+                b"hello",
+            );
+            let e = refused(&tar);
+            assert!(matches!(e, LayerError::Sparse { .. }), "{e}");
+            assert!(
+                e.to_string().contains(&format!("GNU.sparse {version}")),
+                "{e}"
+            );
+            assert!(e.to_string().contains("big"), "{e}");
+        }
+        let mut gnu = header(tar::EntryType::GNUSparse, 0o644, 0);
+        gnu.set_path("sparse").unwrap();
+        gnu.as_gnu_mut().unwrap().set_real_size(0);
+        gnu.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&gnu, &[][..]).unwrap();
+        let e = refused(&b.into_inner().unwrap());
+        assert!(matches!(e, LayerError::Sparse { .. }), "{e}");
+        assert!(e.to_string().contains("GNU type 'S'"), "{e}");
+    }
+
+    #[test]
+    fn refuses_whiteouts_that_hide_no_name() {
+        for name in [&b".wh..."[..], b".wh..", b"dir/.wh."] {
+            let e = refused(&tar_with_raw_name(name, tar::EntryType::Regular, None));
+            assert!(matches!(e, LayerError::BadWhiteout { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_path_that_is_a_dir_and_a_file() {
+        let mut b = tar::Builder::new(Vec::new());
+        let file = |b: &mut tar::Builder<Vec<u8>>| {
+            b.append_data(
+                &mut header(tar::EntryType::Regular, 0o644, 1),
+                "p",
+                &b"x"[..],
+            )
+            .unwrap()
+        };
+        file(&mut b);
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0o755, 0),
+            "p/",
+            &[][..],
+        )
+        .unwrap();
+        file(&mut b);
+        let e = refused(&b.into_inner().unwrap());
+        assert!(matches!(e, LayerError::KindChanged { .. }), "{e}");
+        assert!(e.to_string().contains("/p"), "{e}");
+        // the same kind twice is an update, and a whiteout beside a new entry is allowed
+        let mut b = tar::Builder::new(Vec::new());
+        file(&mut b);
+        file(&mut b);
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o644, 0),
+            ".wh.p",
+            &[][..],
+        )
+        .unwrap();
+        parse_layer(&b.into_inner().unwrap()[..], &MemorySink::default()).unwrap();
+    }
+
+    #[test]
+    fn refuses_pax_sizes_that_are_not_the_size() {
+        for size in [&b"1e23"[..], b"-5", b"99999999999999999999999", b" 5"] {
+            let tar = pax_tar(&[("size", size)], tar::EntryType::Regular, "f", b"hello");
+            let e = refused(&tar);
+            assert!(e.to_string().contains("pax size"), "{e}");
+        }
+        let tar = pax_tar(&[("size", b"5")], tar::EntryType::Regular, "f", b"hello");
+        parse_layer(&tar[..], &MemorySink::default()).unwrap();
+    }
+
+    #[test]
+    fn refuses_bodies_of_entries_that_keep_none() {
+        for (name, kind) in [
+            ("d", tar::EntryType::Directory),
+            ("s", tar::EntryType::Symlink),
+            (".wh.gone", tar::EntryType::Regular),
+        ] {
+            let mut h = header(kind, 0o644, 4);
+            h.set_path(name).unwrap();
+            if kind == tar::EntryType::Symlink {
+                h.set_link_name("t").unwrap();
+            }
+            h.set_cksum();
+            let mut b = tar::Builder::new(Vec::new());
+            b.append(&h, &b"junk"[..]).unwrap();
+            let e = refused(&b.into_inner().unwrap());
+            assert!(matches!(e, LayerError::UnkeptBody { size: 4, .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn refuses_an_xattr_given_twice() {
+        // two records with one key: PAX readers disagree on which wins
+        let mut b = tar::Builder::new(Vec::new());
+        let records = b"20 SCHILY.xattr.a=1\n20 SCHILY.xattr.a=2\n";
+        let mut x = header(tar::EntryType::XHeader, 0o644, records.len() as u64);
+        x.set_path("PaxHeaders/f").unwrap();
+        x.set_cksum();
+        b.append(&x, &records[..]).unwrap();
+        b.append_data(&mut header(tar::EntryType::Regular, 0o644, 0), "f", &[][..])
+            .unwrap();
+        let e = refused(&b.into_inner().unwrap());
+        assert!(e.to_string().contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn keeps_record_padding_and_refuses_more_trailing_data() {
+        let mut tar = sample_tar();
+        let padded = tar.len().div_ceil(10240) * 10240;
+        tar.resize(padded, 0);
+        let sink = MemorySink::default();
+        let layer = parse_layer(&tar[..], &sink).unwrap();
+        let objects = sink.0.lock().unwrap();
+        let mut out = Vec::new();
+        layer
+            .skeleton
+            .write_tar(&mut out, |d| Ok(&objects[d][..]))
+            .unwrap();
+        assert_eq!(out, tar, "padding re-exports byte for byte");
+        let mut tar = sample_tar();
+        tar.resize(tar.len() + MAX_KEPT_BYTES as usize + 1, 0);
+        let e = refused(&tar);
+        assert!(matches!(e, LayerError::TrailingData { .. }), "{e}");
+    }
+
+    #[test]
+    fn refuses_more_headers_than_the_entries_account_for() {
+        // 40 entries, each with a PAX record just under the bound for one entry
+        let big = vec![b'v'; MAX_KEPT_BYTES as usize - 4096];
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..40 {
+            b.append_pax_extensions([("comment", &big[..])]).unwrap();
+            b.append_data(
+                &mut header(tar::EntryType::Regular, 0o644, 1),
+                format!("f{i}"),
+                &b"x"[..],
+            )
+            .unwrap();
+        }
+        let e = refused(&b.into_inner().unwrap());
+        assert!(
+            matches!(e, LayerError::MetadataOutgrowsEntries { entries: 32, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_headers_larger_than_the_bound() {
+        let big = vec![b'v'; MAX_KEPT_BYTES as usize];
+        let tar = pax_tar(&[("comment", &big)], tar::EntryType::Regular, "f", b"x");
+        let e = refused(&tar);
+        assert!(matches!(e, LayerError::TooMuchMetadata { .. }), "{e}");
     }
 
     #[test]

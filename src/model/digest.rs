@@ -44,7 +44,7 @@ impl Digest {
     /// Parses 64 hex digits without prefix.
     pub fn from_hex(text: &str) -> Result<Self, DigestError> {
         let err = |reason| DigestError {
-            text: text.to_string(),
+            text: super::excerpt(text),
             reason,
         };
         if text.len() != 64 {
@@ -64,15 +64,15 @@ impl FromStr for Digest {
     fn from_str(text: &str) -> Result<Self, DigestError> {
         match text.split_once(':') {
             Some(("sha256", hex)) => Digest::from_hex(hex).map_err(|e| DigestError {
-                text: text.to_string(),
+                text: super::excerpt(text),
                 ..e
             }),
             Some(_) => Err(DigestError {
-                text: text.to_string(),
+                text: super::excerpt(text),
                 reason: "only sha256 is supported",
             }),
             None => Err(DigestError {
-                text: text.to_string(),
+                text: super::excerpt(text),
                 reason: "missing algorithm prefix",
             }),
         }

@@ -1,7 +1,7 @@
 //! Layer entries: one path of a layer with its kind and metadata.
 //!
 //! An [`EntryPath`] is always normalised and relative to the layer root, so whatever builds
-//! one has already refused `..`, absolute paths and NUL bytes.
+//! one has already refused `..`, absolute paths, NUL bytes and names no filesystem can hold.
 
 use super::Digest;
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,13 @@ pub enum PathError {
     DotDot(String),
     #[error("path {0:?} contains a NUL byte")]
     Nul(String),
+    #[error("path {path:?} has a name of {len} bytes; a name is at most {NAME_MAX} bytes")]
+    NameTooLong { path: String, len: usize },
 }
+
+/// The longest name (one path component) Linux filesystems hold: a longer one could be stored
+/// but never shown by a mount or written to a lower dir.
+pub const NAME_MAX: usize = 255;
 
 impl EntryPath {
     /// The root directory.
@@ -31,8 +37,9 @@ impl EntryPath {
 
     /// Normalises a raw archive path: `./a//b/` becomes `a/b`; `.`, `./` and `` become the root.
     /// Absolute paths and `..` components are refused: a layer never names anything outside itself.
+    /// So are names longer than [`NAME_MAX`] bytes.
     pub fn parse(raw: &[u8]) -> Result<Self, PathError> {
-        let shown = || String::from_utf8_lossy(raw).into_owned();
+        let shown = || super::excerpt_bytes(raw);
         if raw.contains(&0) {
             return Err(PathError::Nul(shown()));
         }
@@ -44,6 +51,12 @@ impl EntryPath {
             match component {
                 b"" | b"." => continue,
                 b".." => return Err(PathError::DotDot(shown())),
+                _ if component.len() > NAME_MAX => {
+                    return Err(PathError::NameTooLong {
+                        path: shown(),
+                        len: component.len(),
+                    });
+                }
                 _ => {
                     if !out.is_empty() {
                         out.push(b'/');
@@ -231,6 +244,17 @@ mod tests {
             Err(PathError::Absolute(_))
         ));
         assert!(matches!(EntryPath::parse(b"a\0b"), Err(PathError::Nul(_))));
+    }
+
+    #[test]
+    fn refuses_names_no_filesystem_holds() {
+        let longest = format!("d/{}", "n".repeat(NAME_MAX));
+        assert!(EntryPath::parse(longest.as_bytes()).is_ok());
+        let long = format!("d/{}/x", "n".repeat(NAME_MAX + 1));
+        assert!(matches!(
+            EntryPath::parse(long.as_bytes()),
+            Err(PathError::NameTooLong { len: 256, .. })
+        ));
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The domain vocabulary shared by every module: content digests, ids, inode numbers,
-//! container names, and the layer entry model (`Entry`, `Kind`, `Meta`).
+//! container names, the layer entry model (`Entry`, `Kind`, `Meta`), and how errors quote
+//! input (`excerpt`).
 //!
 //! Pure types only: nothing here opens a path or performs I/O.
 
 mod digest;
 mod entry;
+mod excerpt;
 mod name;
 
 pub use digest::{Digest, DigestError, DigestHasher, ImageId, LayerId};
-pub use entry::{Entry, EntryPath, Kind, Meta, PathError, Xattr};
+pub use entry::{Entry, EntryPath, Kind, Meta, NAME_MAX, PathError, Xattr};
+pub use excerpt::{MAX_LISTED, MAX_QUOTED, excerpt, excerpt_bytes, excerpt_list};
 pub use name::{ContainerName, NameError};
 
 /// An inode number in a flattened image index (root is 1).

@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The `snap` binary the tests run: the one cargo built, or `SNAPFS_TEST_SNAP` (to run a test
+/// against another build, e.g. to see a regression test fail on the code before its fix).
+pub fn snap_binary() -> PathBuf {
+    std::env::var_os("SNAPFS_TEST_SNAP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_snap")))
+}
+
 /// A store root that lives as long as the test.
 pub struct Root {
     pub dir: tempfile::TempDir,
@@ -38,7 +46,7 @@ impl Root {
 
     /// Runs `snap` on this root.
     pub fn snap(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_snap"))
+        let output = Command::new(snap_binary())
             .args(args)
             .env("SNAPFS_ROOT", self.store())
             .env("RUST_LOG", "warn")
@@ -48,6 +56,36 @@ impl Root {
             args: args.join(" "),
             output,
         }
+    }
+
+    /// Runs `snap` and samples its peak resident memory (`VmHWM`, in bytes) while it runs:
+    /// the highest value read, so a lower bound of the true peak, within 20 ms of its end.
+    pub fn snap_peak(&self, args: &[&str]) -> (Run, u64) {
+        let child = Command::new(snap_binary())
+            .args(args)
+            .env("SNAPFS_ROOT", self.store())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run snap");
+        let status = format!("/proc/{}/status", child.id());
+        let waiting = std::thread::spawn(move || child.wait_with_output());
+        let mut peak_kib = 0u64;
+        while !waiting.is_finished() {
+            let hwm = std::fs::read_to_string(&status).ok().and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let output = waiting.join().expect("waiter").expect("wait for snap");
+        let run = Run {
+            args: args.join(" "),
+            output,
+        };
+        (run, peak_kib * 1024)
     }
 
     /// Runs `snap` and requires success.
