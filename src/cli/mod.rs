@@ -1,5 +1,6 @@
 //! The `snap` command line: argument parsing, one file per command, progress bars, tables
-//! and JSON output. Errors get their context here (anyhow) and exit non-zero.
+//! and JSON output. Errors get their context here (anyhow) and exit non-zero, printed with
+//! each cause once ([`crate::error::Chain`]).
 
 mod commit;
 mod create;
@@ -91,7 +92,7 @@ pub fn main() {
     match run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error::Chain(e.as_ref()));
             std::process::exit(1);
         }
     }

@@ -58,7 +58,7 @@ pub enum ContainerError {
         mountpoint: PathBuf,
         detail: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

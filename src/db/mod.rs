@@ -31,7 +31,7 @@ use std::time::Duration;
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot open the database at {path}: {source}")]
+    #[error("cannot open the database at {path}")]
     Open {
         path: PathBuf,
         #[source]
@@ -43,13 +43,13 @@ pub enum DbError {
         seconds: u64,
         holder: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Lock {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("database {tree} tree: {source}")]
+    #[error("database {tree} tree")]
     Sled {
         tree: &'static str,
         #[source]

@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 /// Why an image operation failed. Each variant names the file, blob or layer concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -104,21 +104,21 @@ pub enum ImageError {
     },
     #[error("{what}: unknown media type {media_type:?}")]
     UnknownMediaType { what: String, media_type: String },
-    #[error("layer {index} ({blob}): {source}")]
+    #[error("layer {index} ({blob})")]
     Layer {
         index: usize,
         blob: String,
         #[source]
         source: crate::layer::LayerError,
     },
-    #[error("layer {index} ({blob}): decompression failed: {source}")]
+    #[error("layer {index} ({blob}): decompression failed")]
     Decompress {
         index: usize,
         blob: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("building the index: {0}")]
+    #[error("building the index")]
     Index(#[source] crate::index::IndexError),
     #[error("an image named {0:?} exists already; pick another name or `snap rmi` it first")]
     NameTaken(String),

@@ -21,7 +21,10 @@ impl Snapshots {
         let in_use = match self.db().and_then(|db| Ok(db.snapshots()?)) {
             Ok(records) => dirs_in_use(&records),
             Err(e) => {
-                tracing::warn!("keeping snapshot directories {dirs:?} for cleanup: {e}");
+                tracing::warn!(
+                    "keeping snapshot directories {dirs:?} for cleanup: {}",
+                    crate::error::Chain(&e)
+                );
                 return;
             }
         };
@@ -91,7 +94,7 @@ impl Snapshots {
                     stopped = false;
                 }
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    tracing::warn!("{}", crate::error::Chain(&e));
                     stopped = false;
                 }
             }

@@ -34,7 +34,7 @@ use std::time::Duration;
 /// Why a store operation failed. Each variant names the file or digest concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -42,13 +42,13 @@ pub enum StoreError {
     },
     #[error("object {digest} is missing from the store")]
     MissingObject { digest: Digest },
-    #[error("layer file for {layer} is corrupt: {source}")]
+    #[error("layer file for {layer} is corrupt")]
     CorruptLayer {
         layer: LayerId,
         #[source]
         source: crate::layer::LayerError,
     },
-    #[error("index of image {image} is corrupt: {source}")]
+    #[error("index of image {image} is corrupt")]
     CorruptIndex {
         image: ImageId,
         #[source]
