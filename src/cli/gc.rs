@@ -1,6 +1,6 @@
 //! `snap gc [--json]`
 
-use super::output::{self, size};
+use super::output::{self, outln, size};
 use crate::image::{Silent, gc};
 use crate::store::Store;
 use anyhow::Result;
@@ -17,14 +17,14 @@ pub fn run(store: &Store, args: GcArgs) -> Result<i32> {
     if args.json {
         output::json(&report)?;
     } else {
-        println!(
+        outln!(
             "removed {} objects, {} layer files, {} indexes, {} tmp files: {} freed",
             report.objects,
             report.layer_files,
             report.index_files,
             report.tmp_files,
             size(report.bytes)
-        );
+        )?;
     }
     Ok(0)
 }

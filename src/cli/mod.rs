@@ -1,6 +1,9 @@
 //! The `snap` command line: argument parsing, one file per command, progress bars, tables
 //! and JSON output. Errors get their context here (anyhow) and exit non-zero, printed with
-//! each cause once ([`crate::error::Chain`]).
+//! each cause once ([`crate::error::Chain`]). Commands print through
+//! [`output::outln`], never `println!`, so that a closed stdout ends them quietly.
+
+#![deny(clippy::print_stdout)]
 
 mod commit;
 mod create;
@@ -91,6 +94,9 @@ pub fn main() {
     let args = Args::parse();
     match run(args) {
         Ok(code) => std::process::exit(code),
+        Err(e) if e.chain().any(|cause| cause.is::<output::StdoutClosed>()) => {
+            std::process::exit(output::CLOSED_STATUS)
+        }
         Err(e) => {
             eprintln!("error: {}", crate::error::Chain(e.as_ref()));
             std::process::exit(1);

@@ -1,5 +1,6 @@
 //! `snap mount NAME MOUNTPOINT [--foreground]` and `snap umount NAME`
 
+use super::output::outln;
 use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -43,21 +44,21 @@ pub fn run(store: &Store, args: MountArgs) -> Result<i32> {
     }
     let pid = crate::container::mount(store, &args.name, &args.mountpoint)
         .with_context(|| format!("mounting container {}", args.name))?;
-    println!(
+    outln!(
         "mounted {} at {} (daemon pid {pid})",
         args.name,
         args.mountpoint.display()
-    );
+    )?;
     Ok(0)
 }
 
 pub fn run_umount(store: &Store, args: UmountArgs) -> Result<i32> {
     let state = crate::container::umount(store, &args.name)
         .with_context(|| format!("unmounting container {}", args.name))?;
-    println!(
+    outln!(
         "unmounted {} from {}",
         args.name,
         state.mountpoint.display()
-    );
+    )?;
     Ok(0)
 }
