@@ -78,9 +78,7 @@ impl Snapshots {
         for daemon_dir in [dir.join("parent"), dir] {
             let stop = match daemon_at(&daemon_dir) {
                 Daemon::Gone => continue,
-                Daemon::Mounted(state) => {
-                    stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string(), state)
-                }
+                Daemon::Mounted(state) => stop_unless_busy(&daemon_dir, state),
                 // Its mount lives on only elsewhere: in use.
                 Daemon::Detached(_) => Ok(false),
             };
