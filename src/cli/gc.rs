@@ -1,4 +1,5 @@
-//! `snap gc [--json]`
+//! `snap gc [--json]`: what it removed, and the files it left alone because the store does
+//! not name its own files so.
 
 use super::output::{self, outln, size};
 use crate::image::{Silent, gc};
@@ -25,6 +26,15 @@ pub fn run(store: &Store, args: GcArgs) -> Result<i32> {
             report.tmp_files,
             size(report.bytes)
         )?;
+        if !report.unknown.is_empty() {
+            outln!(
+                "left alone {} files that snapfs does not name so (not made by it):",
+                report.unknown.len()
+            )?;
+            for path in &report.unknown {
+                outln!("  {}", path.display())?;
+            }
+        }
     }
     Ok(0)
 }
