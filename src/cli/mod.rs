@@ -104,9 +104,28 @@ pub fn main() {
     }
 }
 
+impl Command {
+    /// Whether the command only reads the store: it then creates nothing, not even the root
+    /// ([`Store::open_read_only`]), and works on a read-only store.
+    fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Images(_)
+                | Command::Inspect(_)
+                | Command::Df(_)
+                | Command::Fsck(_)
+                | Command::Ps(_)
+        )
+    }
+}
+
 fn run(args: Args) -> Result<i32> {
-    let store = Store::open(&args.root)
-        .with_context(|| format!("opening the store at {}", args.root.display()))?;
+    let store = if args.command.reads_only() {
+        Store::open_read_only(&args.root)
+    } else {
+        Store::open(&args.root)
+    }
+    .with_context(|| format!("opening the store at {}", args.root.display()))?;
     match args.command {
         Command::Import(a) => import::run(&store, a),
         Command::Export(a) => export::run(&store, a),

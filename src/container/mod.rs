@@ -139,9 +139,5 @@ pub(crate) fn open_db(store: &Store) -> Result<crate::db::Db, ContainerError> {
             pid.map_or("?".into(), |p| p.to_string())
         )
     };
-    Ok(crate::db::Db::open(
-        store.root(),
-        crate::db::LOCK_TIMEOUT,
-        &on_wait,
-    )?)
+    Ok(crate::image::open_store_db(store, &on_wait)?)
 }

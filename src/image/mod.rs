@@ -45,7 +45,7 @@ pub use usage::{ImageUsage, Usage, usage};
 
 use crate::db::{Db, DbError};
 use crate::model::{Digest, LayerId};
-use crate::store::{Store, StoreError};
+use crate::store::{Access, Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Why an image operation failed. Each variant names the file, blob or layer concerned.
@@ -156,7 +156,18 @@ pub(crate) fn open_db(store: &Store, progress: &dyn Progress) -> Result<Db, Imag
             pid.map_or("?".into(), |p| p.to_string())
         ))
     };
-    Ok(Db::open(store.root(), crate::db::LOCK_TIMEOUT, &on_wait)?)
+    Ok(open_store_db(store, &on_wait)?)
+}
+
+/// Opens the database of `store` as its [`Access`] allows: in place, as a private copy (a
+/// read-only store), or empty (no store there). `on_wait` hears the lock holder's pid.
+pub(crate) fn open_store_db(store: &Store, on_wait: &dyn Fn(Option<u32>)) -> Result<Db, DbError> {
+    let timeout = crate::db::LOCK_TIMEOUT;
+    match store.access() {
+        Access::ReadWrite => Db::open(store.root(), timeout, on_wait),
+        Access::ReadOnly => Db::open_copy(store.root(), timeout, on_wait),
+        Access::Absent => Db::open_empty(),
+    }
 }
 
 /// Checks an image name: what `snap images` shows and `snap inspect` takes.

@@ -62,7 +62,7 @@ impl AsRef<[u8]> for Mapped {
 
 /// An advisory lock on a file under the root, released when dropped (or when the process dies).
 pub struct FileLock {
-    _file: File,
+    file: File,
 }
 
 /// How [`FileLock::acquire`] waits.
@@ -77,14 +77,40 @@ impl FileLock {
     /// Takes the lock on `path` (created if missing), waiting up to `wait.timeout`.
     /// An exclusive holder writes its pid into the file so that waiters can name it.
     /// Returns `Ok(None)` on timeout.
-    pub fn acquire(path: &std::path::Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
-        use std::io::{Read, Seek, Write};
-        let mut file = std::fs::OpenOptions::new()
+    pub fn acquire(path: &Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        use std::io::{Seek, Write};
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        let Some(mut lock) = Self::wait_for(file, wait)? else {
+            return Ok(None);
+        };
+        if wait.exclusive {
+            lock.file.set_len(0)?;
+            lock.file.rewind()?;
+            write!(lock.file, "{}", std::process::id())?;
+        }
+        Ok(Some(lock))
+    }
+
+    /// Takes a shared lock on the existing file `path`, opened read-only (`flock` needs no
+    /// write access): for a store on a read-only filesystem, or one opened to read only,
+    /// which must create nothing. Fails with `NotFound` if there is no such file; returns
+    /// `Ok(None)` on timeout.
+    pub fn acquire_shared_read_only(path: &Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        let shared = LockWait {
+            exclusive: false,
+            timeout: wait.timeout,
+            on_wait: wait.on_wait,
+        };
+        Self::wait_for(File::open(path)?, &shared)
+    }
+
+    fn wait_for(mut file: File, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        use std::io::{Read, Seek};
         let start = std::time::Instant::now();
         let mut told = false;
         loop {
@@ -94,12 +120,7 @@ impl FileLock {
                 try_lock_shared(&file)?
             };
             if got {
-                if wait.exclusive {
-                    file.set_len(0)?;
-                    file.rewind()?;
-                    write!(file, "{}", std::process::id())?;
-                }
-                return Ok(Some(FileLock { _file: file }));
+                return Ok(Some(FileLock { file }));
             }
             if start.elapsed() >= wait.timeout {
                 return Ok(None);
