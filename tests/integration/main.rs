@@ -9,4 +9,5 @@ mod hostile;
 mod import;
 mod mount;
 mod snapshotter;
+mod store_security;
 mod util;
