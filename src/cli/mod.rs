@@ -1,7 +1,7 @@
 //! The `snap` command line: argument parsing, one file per command, progress bars, tables
 //! and JSON output. Errors get their context here (anyhow) and exit non-zero, printed with
 //! each cause once ([`crate::error::Chain`]). Commands print through
-//! [`output::outln`], never `println!`, so that a closed stdout ends them quietly.
+//! `output::outln!`, never `println!`, so that a closed stdout ends them quietly.
 
 #![deny(clippy::print_stdout)]
 
