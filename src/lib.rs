@@ -17,6 +17,7 @@
 //! - [`container`]: containers and the FUSE mount daemon; [`snapshot`]: containerd's
 //!   snapshots over the same store and daemon (`snap snapshotter`).
 //! - [`cli`]: the `snap` command line.
+//! - [`error`]: how an error and its causes are printed, each cause once.
 //! - [`sys`]: the only module allowed `unsafe` code (the crate denies `unsafe_code`
 //!   elsewhere): mmap, plus file locks, syncfs, xattr reads and unmounting. It is not the only
 //!   one to call the kernel: [`fs`] and [`image`] (writing lowerdirs) use rustix's safe calls
@@ -28,6 +29,7 @@
 pub mod cli;
 pub mod container;
 pub mod db;
+pub mod error;
 pub mod fs;
 pub mod image;
 pub mod index;

@@ -1,6 +1,7 @@
 //! `snap commit CONTAINER IMAGE [-m MESSAGE] [-a AUTHOR] [-c CHANGE]...`
 
-use super::{output, progress::Bar};
+use super::output::{self, outln};
+use super::progress::Bar;
 use crate::image::CommitOptions;
 use crate::model::ContainerName;
 use crate::store::Store;
@@ -44,7 +45,7 @@ pub fn run(store: &Store, args: CommitArgs) -> Result<i32> {
     if args.json {
         output::json(&report)?;
     } else if !args.quiet {
-        println!(
+        outln!(
             "committed {} as {}: {} entries, {} files ({}), {} new objects ({})",
             args.container,
             report.name,
@@ -53,8 +54,8 @@ pub fn run(store: &Store, args: CommitArgs) -> Result<i32> {
             output::size(report.content_bytes),
             report.new_objects,
             output::size(report.new_bytes),
-        );
-        println!("{}", report.id);
+        )?;
+        outln!("{}", report.id)?;
     }
     Ok(0)
 }

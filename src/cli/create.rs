@@ -1,5 +1,6 @@
 //! `snap create IMAGE NAME`
 
+use super::output::outln;
 use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -15,6 +16,6 @@ pub struct CreateArgs {
 pub fn run(store: &Store, args: CreateArgs) -> Result<i32> {
     let record = crate::container::create(store, &args.image, &args.name)
         .with_context(|| format!("creating container {} from {}", args.name, args.image))?;
-    println!("{}", record.name);
+    outln!("{}", record.name)?;
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! `snap df [--json]`
 
-use super::output::{self, size};
+use super::output::{self, outln, size};
 use crate::image::{Silent, usage};
 use crate::store::Store;
 use anyhow::Result;
@@ -18,27 +18,27 @@ pub fn run(store: &Store, args: DfArgs) -> Result<i32> {
         output::json(&u)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "logical:   {:>12}  (every image's files, each image counted in full)",
         size(u.logical_bytes)
-    );
-    println!(
+    )?;
+    outln!(
         "contents:  {:>12}  (distinct file contents referenced)",
         size(u.content_bytes)
-    );
-    println!(
+    )?;
+    outln!(
         "stored:    {:>12}  (all files under {}, {} on disk)",
         size(u.stored_bytes),
         store.root().display(),
         size(u.allocated_bytes)
-    );
-    println!("objects:   {:>12}", u.objects);
-    println!("dedup:     {:>11.2}x  (logical / contents)", u.dedup_ratio);
-    println!(
+    )?;
+    outln!("objects:   {:>12}", u.objects)?;
+    outln!("dedup:     {:>11.2}x  (logical / contents)", u.dedup_ratio)?;
+    outln!(
         "overhead:  {:>11.3}x  (stored / contents)",
         u.overhead_ratio
-    );
-    println!();
+    )?;
+    outln!("")?;
     let rows: Vec<Vec<String>> = u
         .images
         .iter()
@@ -60,6 +60,6 @@ pub fn run(store: &Store, args: DfArgs) -> Result<i32> {
     output::table(
         &["NAME", "ID", "LAYERS", "LOGICAL", "CONTENTS", "EXCLUSIVE"],
         &rows,
-    );
+    )?;
     Ok(0)
 }

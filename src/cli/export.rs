@@ -1,6 +1,7 @@
 //! `snap export IMAGE -o FILE [--format oci|docker|oci-dir] [--compress gzip|zstd|none]`
 
-use super::{output, progress::Bar};
+use super::output::{self, outln};
+use super::progress::Bar;
 use crate::image::{ExportFormat, ExportOptions, LayerCompression, export};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -65,14 +66,14 @@ pub fn run(store: &Store, args: ExportArgs) -> Result<i32> {
     if args.json {
         output::json(&report)?;
     } else if !args.quiet {
-        println!(
+        outln!(
             "exported {} ({}) to {}: {} layer(s), {}",
             report.name,
             report.id.0.short(),
             args.output.display(),
             report.layers.len(),
             output::size(report.bytes),
-        );
+        )?;
     }
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! `snap fsck [--json]`: exit 1 when a problem is found.
 
-use super::output;
+use super::output::{self, outln};
 use crate::image::{Silent, fsck};
 use crate::store::Store;
 use anyhow::Result;
@@ -17,18 +17,18 @@ pub fn run(store: &Store, args: FsckArgs) -> Result<i32> {
     if args.json {
         output::json(&report)?;
     } else {
-        println!(
+        outln!(
             "checked {} objects, {} layers, {} images; {} unreferenced objects (snap gc removes them)",
             report.objects_checked,
             report.layers_checked,
             report.images_checked,
             report.unreferenced_objects
-        );
+        )?;
         for p in &report.problems {
-            println!("{}: {}", p.kind, p.detail);
+            outln!("{}: {}", p.kind, p.detail)?;
         }
         if report.problems.is_empty() {
-            println!("no problems");
+            outln!("no problems")?;
         } else {
             eprintln!("error: {} problem(s) found", report.problems.len());
         }

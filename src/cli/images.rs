@@ -52,6 +52,6 @@ pub fn run(store: &Store, args: ImagesArgs) -> Result<i32> {
             ]
         })
         .collect();
-    output::table(&["NAME", "ID", "CREATED", "LAYERS", "SIZE"], &cells);
+    output::table(&["NAME", "ID", "CREATED", "LAYERS", "SIZE"], &cells)?;
     Ok(0)
 }

@@ -1,6 +1,7 @@
 //! `snap import SOURCE [--name NAME] [--tag TAG] [--platform OS/ARCH]`
 
-use super::{output, progress::Bar};
+use super::output::{self, outln};
+use super::progress::Bar;
 use crate::image::{ImportOptions, import};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -44,7 +45,7 @@ pub fn run(store: &Store, args: ImportArgs) -> Result<i32> {
     if args.json {
         output::json(&report)?;
     } else if !args.quiet {
-        println!(
+        outln!(
             "imported {} as {} ({} layer(s), {} reused): {} new objects ({}), {} already stored ({})",
             args.source.display(),
             report.name.as_deref().unwrap_or("<no name>"),
@@ -54,8 +55,8 @@ pub fn run(store: &Store, args: ImportArgs) -> Result<i32> {
             output::size(report.new_bytes),
             report.existing_objects,
             output::size(report.existing_bytes),
-        );
-        println!("{}", report.id);
+        )?;
+        outln!("{}", report.id)?;
     }
     Ok(0)
 }

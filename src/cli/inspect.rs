@@ -1,6 +1,6 @@
 //! `snap inspect IMAGE [--json]`
 
-use super::output;
+use super::output::{self, outln};
 use crate::image::{Silent, inspect};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -22,18 +22,18 @@ pub fn run(store: &Store, args: InspectArgs) -> Result<i32> {
         return Ok(0);
     }
     let image = &found.image;
-    println!("Id:       {}", image.id);
-    println!("Names:    {}", found.names.join(", "));
-    println!("Created:  {}", image.created.as_deref().unwrap_or("-"));
-    println!("Platform: {}/{}", image.os, image.architecture);
-    println!("Source:   {}", image.source);
+    outln!("Id:       {}", image.id)?;
+    outln!("Names:    {}", found.names.join(", "))?;
+    outln!("Created:  {}", image.created.as_deref().unwrap_or("-"))?;
+    outln!("Platform: {}/{}", image.os, image.architecture)?;
+    outln!("Source:   {}", image.source)?;
     let config = &found.config["config"];
     for key in ["Entrypoint", "Cmd", "Env", "WorkingDir", "User"] {
         if let Some(value) = config.get(key).filter(|v| !v.is_null()) {
-            println!("{key:<9} {value}");
+            outln!("{key:<9} {value}")?;
         }
     }
-    println!("Layers:");
+    outln!("Layers:")?;
     let rows: Vec<Vec<String>> = image
         .layers
         .iter()
@@ -63,9 +63,9 @@ pub fn run(store: &Store, args: InspectArgs) -> Result<i32> {
     output::table(
         &["#", "DIFF_ID", "BLOB", "BLOB SIZE", "TAR SIZE", "ENTRIES"],
         &rows,
-    );
+    )?;
     if let Some(history) = found.config["history"].as_array() {
-        println!("History:");
+        outln!("History:")?;
         for h in history {
             let created = h["created"].as_str().unwrap_or("-");
             let by = h["created_by"].as_str().unwrap_or("");
@@ -74,7 +74,7 @@ pub fn run(store: &Store, args: InspectArgs) -> Result<i32> {
             } else {
                 ""
             };
-            println!("  {created}  {by}{empty}");
+            outln!("  {created}  {by}{empty}")?;
         }
     }
     Ok(0)

@@ -1,5 +1,6 @@
 //! `snap lowerdirs IMAGE DIR`: the image's layers as overlayfs lower dirs (for comparisons).
 
+use super::output::outln;
 use crate::image::{Silent, lowerdirs};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -18,6 +19,6 @@ pub fn run(store: &Store, args: LowerdirsArgs) -> Result<i32> {
         .with_context(|| format!("writing the layers of {}", args.image))?;
     // Top first, ':'-separated: ready for `mount -t overlay -o lowerdir=...`.
     let joined: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    println!("{}", joined.join(":"));
+    outln!("{}", joined.join(":"))?;
     Ok(0)
 }

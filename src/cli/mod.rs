@@ -1,5 +1,9 @@
 //! The `snap` command line: argument parsing, one file per command, progress bars, tables
-//! and JSON output. Errors get their context here (anyhow) and exit non-zero.
+//! and JSON output. Errors get their context here (anyhow) and exit non-zero, printed with
+//! each cause once ([`crate::error::Chain`]). Commands print through
+//! `output::outln!`, never `println!`, so that a closed stdout ends them quietly.
+
+#![deny(clippy::print_stdout)]
 
 mod commit;
 mod create;
@@ -90,35 +94,38 @@ pub fn main() {
     let args = Args::parse();
     match run(args) {
         Ok(code) => std::process::exit(code),
+        Err(e) if e.chain().any(|cause| cause.is::<output::StdoutClosed>()) => {
+            std::process::exit(output::CLOSED_STATUS)
+        }
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
+            eprintln!("error: {}", crate::error::Chain(e.as_ref()));
             std::process::exit(1);
         }
     }
 }
 
-/// An error and its causes, as `{:#}` gives them, less each cause that the message above it
-/// already quotes (most of the crate's errors say their cause and also keep it as `source`).
-fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut above = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !above.is_empty() && above.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-        above = text;
+impl Command {
+    /// Whether the command only reads the store: it then creates nothing, not even the root
+    /// ([`Store::open_read_only`]), and works on a read-only store.
+    fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Images(_)
+                | Command::Inspect(_)
+                | Command::Df(_)
+                | Command::Fsck(_)
+                | Command::Ps(_)
+        )
     }
-    out
 }
 
 fn run(args: Args) -> Result<i32> {
-    let store = Store::open(&args.root)
-        .with_context(|| format!("opening the store at {}", args.root.display()))?;
+    let store = if args.command.reads_only() {
+        Store::open_read_only(&args.root)
+    } else {
+        Store::open(&args.root)
+    }
+    .with_context(|| format!("opening the store at {}", args.root.display()))?;
     match args.command {
         Command::Import(a) => import::run(&store, a),
         Command::Export(a) => export::run(&store, a),
@@ -137,23 +144,5 @@ fn run(args: Args) -> Result<i32> {
         Command::Lowerdirs(a) => lowerdirs::run(&store, a),
         Command::Snapshotter(a) => snapshotter::run(&store, a),
         Command::ServeDir(a) => snapshotter::run_serve_dir(&store, a),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe;
-
-    #[test]
-    fn a_cause_quoted_above_is_said_once() {
-        let io = std::io::Error::other("disk on fire");
-        let layer = crate::image::ImageError::Io {
-            path: "/x".into(),
-            source: io,
-        };
-        let e = anyhow::Error::new(layer).context("importing /x");
-        assert_eq!(describe(&e), "importing /x: /x: disk on fire");
-        let e = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(describe(&e), "outer: inner");
     }
 }

@@ -1,5 +1,6 @@
-//! `snap mount NAME MOUNTPOINT [--foreground]` and `snap umount NAME`
+//! `snap mount NAME MOUNTPOINT [--foreground]` and `snap umount [--lazy] NAME`
 
+use super::output::outln;
 use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -23,6 +24,10 @@ pub struct MountArgs {
 pub struct UmountArgs {
     /// Container name.
     name: ContainerName,
+    /// Detach the mount even while processes use it; its daemon serves them and exits once
+    /// they are done (without it, a mount in use is refused).
+    #[arg(long, short)]
+    lazy: bool,
 }
 
 pub fn run(store: &Store, args: MountArgs) -> Result<i32> {
@@ -43,21 +48,27 @@ pub fn run(store: &Store, args: MountArgs) -> Result<i32> {
     }
     let pid = crate::container::mount(store, &args.name, &args.mountpoint)
         .with_context(|| format!("mounting container {}", args.name))?;
-    println!(
+    outln!(
         "mounted {} at {} (daemon pid {pid})",
         args.name,
         args.mountpoint.display()
-    );
+    )?;
     Ok(0)
 }
 
 pub fn run_umount(store: &Store, args: UmountArgs) -> Result<i32> {
-    let state = crate::container::umount(store, &args.name)
+    let state = crate::container::umount(store, &args.name, args.lazy)
         .with_context(|| format!("unmounting container {}", args.name))?;
-    println!(
-        "unmounted {} from {}",
-        args.name,
-        state.mountpoint.display()
-    );
+    match state {
+        Some(state) => outln!(
+            "unmounted {} from {}",
+            args.name,
+            state.mountpoint.display()
+        )?,
+        None => outln!(
+            "detached {}; its daemon exits once the processes using it are done",
+            args.name
+        )?,
+    }
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! `snap ps [--json]` and `snap rm NAME [--force]`
 
-use super::output::{self, size};
+use super::output::{self, outln, size};
 use crate::model::ContainerName;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -47,7 +47,7 @@ pub fn run(store: &Store, args: PsArgs) -> Result<i32> {
             ]
         })
         .collect();
-    output::table(&["NAME", "IMAGE", "MOUNTED AT", "PID", "UPPER"], &rows);
+    output::table(&["NAME", "IMAGE", "MOUNTED AT", "PID", "UPPER"], &rows)?;
     Ok(0)
 }
 
@@ -55,7 +55,7 @@ pub fn run_rm(store: &Store, args: RmArgs) -> Result<i32> {
     for name in &args.names {
         crate::container::remove(store, name, args.force)
             .with_context(|| format!("removing container {name}"))?;
-        println!("{name}");
+        outln!("{name}")?;
     }
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! `snap rmi IMAGE...`
 
+use super::output::outln;
 use crate::image::{Silent, remove};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -15,10 +16,10 @@ pub fn run(store: &Store, args: RmiArgs) -> Result<i32> {
     for name in &args.images {
         let report = remove(store, name, &Silent).with_context(|| format!("removing {name}"))?;
         for tag in &report.untagged {
-            println!("untagged: {tag}");
+            outln!("untagged: {tag}")?;
         }
         if report.removed {
-            println!("deleted: {}", report.id);
+            outln!("deleted: {}", report.id)?;
         }
     }
     Ok(0)

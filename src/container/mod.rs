@@ -52,13 +52,41 @@ pub enum ContainerError {
     },
     #[error("container {0} is not mounted")]
     NotMounted(String),
-    #[error("mounting container {name} at {mountpoint} failed: {detail}")]
+    #[error("the daemon for {name} did not mount {mountpoint}: {detail}")]
     MountFailed {
         name: String,
         mountpoint: PathBuf,
         detail: String,
     },
-    #[error("{path}: {source}")]
+    #[error(
+        "{mountpoint} is already a mount point ({fs_type} {source_name}): unmount it first, or mount on another directory"
+    )]
+    MountPointTaken {
+        mountpoint: PathBuf,
+        fs_type: String,
+        source_name: String,
+    },
+    #[error("{mountpoint} is not a directory: a container is mounted on a directory")]
+    MountPointNotDirectory { mountpoint: PathBuf },
+    #[error(
+        "{mountpoint} is busy: {why}; stop what uses it, or detach it with `snap umount --lazy {name}` (its daemon then exits once nothing uses it)"
+    )]
+    Busy {
+        name: String,
+        mountpoint: PathBuf,
+        why: String,
+    },
+    #[error(
+        "{name} is unmounted here, but its daemon (pid {pid}) still serves a mount of it elsewhere (a container's rootfs?): stop what uses it first"
+    )]
+    Detached { name: String, pid: u32 },
+    #[error("{mountpoint} is unmounted, but daemon pid {pid} has not exited after {seconds} s")]
+    DaemonLingers {
+        mountpoint: PathBuf,
+        pid: u32,
+        seconds: u64,
+    },
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -111,9 +139,5 @@ pub(crate) fn open_db(store: &Store) -> Result<crate::db::Db, ContainerError> {
             pid.map_or("?".into(), |p| p.to_string())
         )
     };
-    Ok(crate::db::Db::open(
-        store.root(),
-        crate::db::LOCK_TIMEOUT,
-        &on_wait,
-    )?)
+    Ok(crate::image::open_store_db(store, &on_wait)?)
 }

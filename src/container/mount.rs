@@ -131,10 +131,7 @@ pub fn spawn(
         detail,
     };
     let mountpoint = std::fs::canonicalize(mountpoint).map_err(io_err(mountpoint))?;
-    if crate::sys::is_mount_point(&mountpoint) && std::fs::metadata(&mountpoint).is_err() {
-        // A dead FUSE mount left there by a killed daemon.
-        let _ = crate::sys::unmount(&mountpoint);
-    }
+    check_mountpoint(&mountpoint)?;
     let log_path = dir.join("daemon.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -185,6 +182,32 @@ pub fn spawn(
     }
 }
 
+/// Refuses a mount point that is not a directory, or that is a mount point already (of
+/// another container, or of anything): a second mount there would hide the first, and
+/// unmounting "one" of them unmounts the other's. A dead FUSE mount left there by a killed
+/// daemon is cleaned up instead.
+fn check_mountpoint(mountpoint: &Path) -> Result<(), ContainerError> {
+    if crate::sys::is_mount_point(mountpoint) && std::fs::metadata(mountpoint).is_err() {
+        let _ = crate::sys::unmount(mountpoint);
+    }
+    if let Some(mount) = crate::sys::mount_at(mountpoint) {
+        return Err(ContainerError::MountPointTaken {
+            mountpoint: mountpoint.to_path_buf(),
+            fs_type: mount.fs_type,
+            source_name: mount.source,
+        });
+    }
+    if !std::fs::metadata(mountpoint)
+        .map_err(io_err(mountpoint))?
+        .is_dir()
+    {
+        return Err(ContainerError::MountPointNotDirectory {
+            mountpoint: mountpoint.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Runs the daemon of container `name` in this process: mounts and serves until unmounted.
 /// `image` is the container's image when the caller already read it (the background daemon
 /// is given it, so that it never opens the database).
@@ -222,6 +245,8 @@ pub fn serve_dir(
     let upper = Upper::open(&dir.join("upper"), &dir.join("work"))?;
     let state_file = state_path(dir);
     let mountpoint = std::fs::canonicalize(mountpoint).map_err(io_err(mountpoint))?;
+    // Again here: `snap mount --foreground` comes here without `spawn`.
+    check_mountpoint(&mountpoint)?;
     let state = MountState {
         pid: std::process::id(),
         mountpoint: mountpoint.clone(),
@@ -264,55 +289,94 @@ pub fn serve_dir(
     written
 }
 
-/// Unmounts container `name` and waits for its daemon to exit.
-pub fn umount(store: &Store, name: &ContainerName) -> Result<MountState, ContainerError> {
-    stop(&dir(store, name), name.as_str())
+/// How long `umount` waits for a daemon to exit once its mount is gone.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Unmounts container `name` and waits for its daemon to exit. Refuses while the mount is in
+/// use, unless `lazy`: then it is detached, and the daemon serves what still uses it and exits
+/// when that is over (`Ok(None)`: it still runs).
+pub fn umount(
+    store: &Store,
+    name: &ContainerName,
+    lazy: bool,
+) -> Result<Option<MountState>, ContainerError> {
+    let dir = dir(store, name);
+    if !dir.exists() && open_db(store)?.container(name)?.is_none() {
+        return Err(ContainerError::NoSuchContainer(name.to_string()));
+    }
+    stop(&dir, name.as_str(), lazy)
 }
 
 /// Unmounts the daemon serving `dir` and waits for it to exit. `what` names it in errors.
-pub fn stop(dir: &Path, what: &str) -> Result<MountState, ContainerError> {
+/// Refuses a mount in use ([`ContainerError::Busy`]), unless `lazy`: then the mount is
+/// detached and `Ok(None)` returned if the daemon still serves what uses it.
+pub fn stop(dir: &Path, what: &str, lazy: bool) -> Result<Option<MountState>, ContainerError> {
     let state = match daemon_at(dir) {
         Daemon::Mounted(state) => state,
         Daemon::Gone => return Err(ContainerError::NotMounted(what.to_string())),
         Daemon::Detached(state) => return Err(detached(what, state)),
     };
-    crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
-    wait_for_exit(dir, what, state)
+    let busy = |why: String| ContainerError::Busy {
+        name: what.to_string(),
+        mountpoint: state.mountpoint.clone(),
+        why,
+    };
+    if lazy {
+        crate::sys::unmount(&state.mountpoint).map_err(io_err(&state.mountpoint))?;
+        let start = Instant::now();
+        while crate::sys::process_alive(state.pid) {
+            if start.elapsed() > Duration::from_secs(1) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = std::fs::remove_file(state_path(dir));
+        return Ok(Some(state));
+    }
+    let elsewhere = crate::sys::mounted_elsewhere(&state.mountpoint);
+    if !elsewhere.is_empty() {
+        let points: Vec<String> = elsewhere.iter().map(|p| p.display().to_string()).collect();
+        return Err(busy(format!("it is also mounted at {}", points.join(", "))));
+    }
+    match crate::sys::unmount_now(&state.mountpoint) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            return Err(busy(
+                "a process has a file, its working directory or its root under it, or \
+                 something is mounted under it"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(io_err(&state.mountpoint)(e)),
+    }
+    wait_for_exit(dir, state).map(Some)
 }
 
 /// [`stop`] for the daemon of `dir` mounted as `state` (from [`daemon_at`]), unless the mount
 /// is in use (a container still runs on it): then false, and the daemon serves on.
-pub fn stop_unless_busy(dir: &Path, what: &str, state: MountState) -> Result<bool, ContainerError> {
+pub fn stop_unless_busy(dir: &Path, state: MountState) -> Result<bool, ContainerError> {
     if !crate::sys::unmount_unless_busy(&state.mountpoint).map_err(io_err(&state.mountpoint))? {
         return Ok(false);
     }
-    wait_for_exit(dir, what, state).map(|_| true)
+    wait_for_exit(dir, state).map(|_| true)
 }
 
 /// The error for a daemon that serves only a mount elsewhere.
 pub fn detached(what: &str, state: MountState) -> ContainerError {
-    ContainerError::MountFailed {
+    ContainerError::Detached {
         name: what.to_string(),
-        detail: format!(
-            "unmounted here, but daemon pid {} still serves a mount of it elsewhere (a \
-             container's rootfs?): stop what uses it first",
-            state.pid
-        ),
-        mountpoint: state.mountpoint,
+        pid: state.pid,
     }
 }
 
-fn wait_for_exit(dir: &Path, what: &str, state: MountState) -> Result<MountState, ContainerError> {
+fn wait_for_exit(dir: &Path, state: MountState) -> Result<MountState, ContainerError> {
     let start = Instant::now();
     while crate::sys::process_alive(state.pid) {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(ContainerError::MountFailed {
-                name: what.to_string(),
+        if start.elapsed() > EXIT_WAIT {
+            return Err(ContainerError::DaemonLingers {
                 mountpoint: state.mountpoint,
-                detail: format!(
-                    "unmounted, but daemon pid {} has not exited after 10 s",
-                    state.pid
-                ),
+                pid: state.pid,
+                seconds: EXIT_WAIT.as_secs(),
             });
         }
         std::thread::sleep(Duration::from_millis(2));

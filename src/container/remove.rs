@@ -20,7 +20,7 @@ pub fn remove(store: &Store, name: &ContainerName, force: bool) -> Result<(), Co
             });
         }
         Daemon::Mounted(_) => {
-            umount(store, name)?;
+            umount(store, name, false)?;
         }
         // Its upper is in use: not even --force removes it.
         Daemon::Detached(state) => return Err(detached(name.as_str(), state)),

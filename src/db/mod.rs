@@ -14,7 +14,12 @@
 //! file (waiting, and naming the holder's pid) and the handle lives only as long as one
 //! command's operation. Every logical change is one sled transaction followed by `flush()`.
 //! Per-file data never lives here: it is in the layer files the records name.
+//!
+//! sled cannot open a database read-only: a store on a read-only filesystem is read through a
+//! private copy of its database ([`Db::open_copy`]), and a store that is not there through an
+//! empty one ([`Db::open_empty`]); neither writes under the root.
 
+mod copy;
 mod records;
 
 pub use records::{
@@ -31,7 +36,7 @@ use std::time::Duration;
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot open the database at {path}: {source}")]
+    #[error("cannot open the database at {path}")]
     Open {
         path: PathBuf,
         #[source]
@@ -43,13 +48,19 @@ pub enum DbError {
         seconds: u64,
         holder: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Lock {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("database {tree} tree: {source}")]
+    #[error("copying the database of a read-only store to {path}")]
+    Copy {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {tree} tree")]
     Sled {
         tree: &'static str,
         #[source]
@@ -84,7 +95,9 @@ pub struct Db {
     snapshots: sled::Tree,
     db: sled::Db,
     path: PathBuf,
-    _lock: FileLock,
+    _lock: Option<FileLock>,
+    /// The private copy this handle reads, removed when it is dropped (after `db`).
+    _copy: Option<copy::TempDir>,
 }
 
 /// How long to wait for the root's lock before giving up.
@@ -137,16 +150,12 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 impl Db {
     /// Takes the root's lock (calling `on_wait` with the holder's pid if it must wait) and
-    /// opens the database under `root/db`.
+    /// opens the database under `root/db`. The root must exist (`Store::open` makes it).
     pub fn open(
         root: &Path,
         timeout: Duration,
         on_wait: &dyn Fn(Option<u32>),
     ) -> Result<Self, DbError> {
-        std::fs::create_dir_all(root).map_err(|source| DbError::Lock {
-            path: root.to_path_buf(),
-            source,
-        })?;
         let lock_path = root.join("lock");
         let wait = LockWait {
             exclusive: true,
@@ -163,7 +172,74 @@ impl Db {
                 seconds: timeout.as_secs(),
                 holder: FileLock::holder(&lock_path).map_or("unknown".into(), |p| p.to_string()),
             })?;
-        let path = root.join("db");
+        Self::open_at(root.join("db"), Some(lock), None)
+    }
+
+    /// Opens a private copy of the database under `root/db`, for a store this process may
+    /// not write. The copy is taken under a shared lock on the root's `lock` file, opened
+    /// read-only (none if the store has no such file), so no writer is midway through a
+    /// change meanwhile; writes to the handle go to the copy, which is removed when the
+    /// handle is dropped.
+    pub fn open_copy(
+        root: &Path,
+        timeout: Duration,
+        on_wait: &dyn Fn(Option<u32>),
+    ) -> Result<Self, DbError> {
+        let source = root.join("db");
+        if !source.exists() {
+            return Self::open_empty();
+        }
+        let lock_path = root.join("lock");
+        let wait = LockWait {
+            exclusive: false,
+            timeout,
+            on_wait,
+        };
+        let lock = match FileLock::acquire_shared_read_only(&lock_path, &wait) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => {
+                return Err(DbError::LockTimeout {
+                    path: lock_path.clone(),
+                    seconds: timeout.as_secs(),
+                    holder: FileLock::holder(&lock_path)
+                        .map_or("unknown".into(), |p| p.to_string()),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DbError::Lock {
+                    path: lock_path,
+                    source,
+                });
+            }
+        };
+        let copy = copy::TempDir::new().map_err(|source| DbError::Copy {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let path = copy.path().join("db");
+        copy::copy_tree(&source, &path).map_err(|source| DbError::Copy {
+            path: path.clone(),
+            source,
+        })?;
+        Self::open_at(path, lock, Some(copy))
+    }
+
+    /// An empty database of no store, in a temporary directory: what a store that is not
+    /// there holds.
+    pub fn open_empty() -> Result<Self, DbError> {
+        let copy = copy::TempDir::new().map_err(|source| DbError::Copy {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        Self::open_at(copy.path().join("db"), None, Some(copy))
+    }
+
+    fn open_at(
+        path: PathBuf,
+        lock: Option<FileLock>,
+        copy: Option<copy::TempDir>,
+    ) -> Result<Self, DbError> {
         let db = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::LowSpace)
@@ -182,6 +258,7 @@ impl Db {
             db,
             path,
             _lock: lock,
+            _copy: copy,
         })
     }
 

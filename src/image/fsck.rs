@@ -1,6 +1,7 @@
 //! `snap fsck`: re-hash every object and check every reference the database makes.
 
 use super::{ImageError, Progress, open_db};
+use crate::error::Chain;
 use crate::index::{Index, LayerInput, build};
 use crate::model::{Digest, Kind};
 use crate::store::Store;
@@ -81,7 +82,10 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageE
                     }
                     layer_files.insert(layer.diff_id, file);
                 }
-                Err(e) => problem("layer", format!("image {}: {e}", image.id.0.short())),
+                Err(e) => problem(
+                    "layer",
+                    format!("image {}: {}", image.id.0.short(), Chain(&e)),
+                ),
             }
         }
     }
@@ -100,11 +104,17 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageE
                     }
                     layer_files.insert(*layer, file);
                 }
-                Err(e) => problem("layer", format!("snapshot {:?}: {e}", snapshot.key)),
+                Err(e) => problem(
+                    "layer",
+                    format!("snapshot {:?}: {}", snapshot.key, Chain(&e)),
+                ),
             }
         }
         if let Err(e) = store.open_index(&super::stack_id(&snapshot.layers)) {
-            problem("index", format!("snapshot {:?}: {e}", snapshot.key));
+            problem(
+                "index",
+                format!("snapshot {:?}: {}", snapshot.key, Chain(&e)),
+            );
         }
     }
     report.layers_checked = layer_files.len() as u64;
@@ -117,7 +127,7 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageE
                 "image",
                 format!("image {short}: config object does not hash to the image id"),
             ),
-            Err(e) => problem("image", format!("image {short}: config: {e}")),
+            Err(e) => problem("image", format!("image {short}: config: {}", Chain(&e))),
         }
         let files: Option<Vec<_>> = image
             .layers
@@ -141,7 +151,7 @@ pub fn fsck(store: &Store, progress: &dyn Progress) -> Result<FsckReport, ImageE
                 format!("image {short}: index differs from its layers"),
             ),
             (Ok(_), None) => {}
-            (Err(e), _) => problem("index", format!("image {short}: {e}")),
+            (Err(e), _) => problem("index", format!("image {short}: {}", Chain(&e))),
         }
     }
     let objects = store.list_objects()?;
@@ -207,7 +217,7 @@ fn rehash(store: &Store, digests: &[Digest]) -> Vec<String> {
                         Ok(false) => {
                             format!("object {digest} does not match its content (corrupt)")
                         }
-                        Err(e) => format!("object {digest}: {e}"),
+                        Err(e) => format!("object {digest}: {}", Chain(&e)),
                     };
                     if let Ok(mut bad) = bad.lock() {
                         bad.push(line);

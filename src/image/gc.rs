@@ -2,7 +2,8 @@
 //!
 //! Mark: the database's images and layers, and each layer file's digest list (plus each
 //! image's config object and kept layer blobs); containerd's snapshots, their layers and
-//! their stacks' indexes. Sweep: everything else under objects/, layers/, index/ and tmp/.
+//! their stacks' indexes. Sweep: everything else under objects/, layers/, index/ and tmp/ that
+//! is named as the store names its files; what is not is left alone and reported.
 //! Runs under the exclusive gc lock, so no import is between writing and naming objects.
 
 use super::{ImageError, Progress, open_db};

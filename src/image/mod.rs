@@ -46,13 +46,13 @@ pub use usage::{ImageUsage, Usage, usage};
 
 use crate::db::{Db, DbError};
 use crate::model::{Digest, LayerId};
-use crate::store::{Store, StoreError};
+use crate::store::{Access, Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Why an image operation failed. Each variant names the file, blob or layer concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -120,21 +120,21 @@ pub enum ImageError {
     },
     #[error("{what}: unknown media type {media_type:?}")]
     UnknownMediaType { what: String, media_type: String },
-    #[error("layer {index} ({blob}): {source}")]
+    #[error("layer {index} ({blob})")]
     Layer {
         index: usize,
         blob: String,
         #[source]
         source: crate::layer::LayerError,
     },
-    #[error("layer {index} ({blob}): decompression failed: {source}")]
+    #[error("layer {index} ({blob}): decompression failed")]
     Decompress {
         index: usize,
         blob: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("building the index: {0}")]
+    #[error("building the index")]
     Index(#[source] crate::index::IndexError),
     #[error("an image named {0:?} exists already; pick another name or `snap rmi` it first")]
     NameTaken(String),
@@ -176,7 +176,18 @@ pub(crate) fn open_db(store: &Store, progress: &dyn Progress) -> Result<Db, Imag
             pid.map_or("?".into(), |p| p.to_string())
         ))
     };
-    Ok(Db::open(store.root(), crate::db::LOCK_TIMEOUT, &on_wait)?)
+    Ok(open_store_db(store, &on_wait)?)
+}
+
+/// Opens the database of `store` as its [`Access`] allows: in place, as a private copy (a
+/// read-only store), or empty (no store there). `on_wait` hears the lock holder's pid.
+pub(crate) fn open_store_db(store: &Store, on_wait: &dyn Fn(Option<u32>)) -> Result<Db, DbError> {
+    let timeout = crate::db::LOCK_TIMEOUT;
+    match store.access() {
+        Access::ReadWrite => Db::open(store.root(), timeout, on_wait),
+        Access::ReadOnly => Db::open_copy(store.root(), timeout, on_wait),
+        Access::Absent => Db::open_empty(),
+    }
 }
 
 /// Checks an image name: what `snap images` shows and `snap inspect` takes.

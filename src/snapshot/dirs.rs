@@ -21,7 +21,10 @@ impl Snapshots {
         let in_use = match self.db().and_then(|db| Ok(db.snapshots()?)) {
             Ok(records) => dirs_in_use(&records),
             Err(e) => {
-                tracing::warn!("keeping snapshot directories {dirs:?} for cleanup: {e}");
+                tracing::warn!(
+                    "keeping snapshot directories {dirs:?} for cleanup: {}",
+                    crate::error::Chain(&e)
+                );
                 return;
             }
         };
@@ -75,9 +78,7 @@ impl Snapshots {
         for daemon_dir in [dir.join("parent"), dir] {
             let stop = match daemon_at(&daemon_dir) {
                 Daemon::Gone => continue,
-                Daemon::Mounted(state) => {
-                    stop_unless_busy(&daemon_dir, &daemon_dir.display().to_string(), state)
-                }
+                Daemon::Mounted(state) => stop_unless_busy(&daemon_dir, state),
                 // Its mount lives on only elsewhere: in use.
                 Daemon::Detached(_) => Ok(false),
             };
@@ -91,7 +92,7 @@ impl Snapshots {
                     stopped = false;
                 }
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    tracing::warn!("{}", crate::error::Chain(&e));
                     stopped = false;
                 }
             }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 struct Service(Arc<Snapshots>);
 
 fn status(op: &str, e: SnapshotError) -> Status {
-    let text = format!("{op}: {e}");
+    let text = format!("{op}: {}", crate::error::Chain(&e));
     match e.code() {
         ErrorCode::NotFound => Status::not_found(text),
         ErrorCode::AlreadyExists => Status::already_exists(text),

@@ -45,8 +45,9 @@ impl Snapshots {
             return false;
         };
         let result = self.ingest(&job).map_err(|e| {
-            tracing::error!("storing snapshot {:?} as a layer: {e}", job.key);
-            e.to_string()
+            let reason = crate::error::Chain(&e).to_string();
+            tracing::error!("storing snapshot {:?} as a layer: {reason}", job.key);
+            reason
         });
         self.ingests.finish(&job, result);
         true

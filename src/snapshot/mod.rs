@@ -55,7 +55,7 @@ pub enum SnapshotError {
     NotStored { key: String, reason: String },
     #[error(transparent)]
     Filter(#[from] FilterError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

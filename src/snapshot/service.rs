@@ -16,6 +16,7 @@ use super::state::{GC_WAIT, Snapshots};
 use super::{Filters, SnapshotError, io_err};
 use crate::container::{Daemon, daemon_at, detached, spawn};
 use crate::db::{Db, SnapshotKind, SnapshotRecord, SnapshotUsage};
+use crate::error::Chain;
 use crate::image::{Handover, Silent, ensure_stack_index, stack_id, store_upper_on_stack};
 use crate::model::LayerId;
 use std::collections::{BTreeMap, HashSet};
@@ -94,9 +95,9 @@ impl Snapshots {
         db.put_snapshot(&record, None)?;
         drop((db, guard));
         if let Err(e) = self.start(&record) {
-            tracing::warn!("prepare {key:?}: {e}; removing it again");
+            tracing::warn!("prepare {key:?}: {}; removing it again", Chain(&e));
             if let Err(e) = self.db().and_then(|db| Ok(db.remove_snapshot(key)?)) {
-                tracing::warn!("removing {key:?}: {e}");
+                tracing::warn!("removing {key:?}: {}", Chain(&e));
             }
             self.discard_dir(record.dir);
             return Err(e);

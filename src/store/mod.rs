@@ -1,13 +1,20 @@
 //! The store: every file under the root except the database.
 //!
 //! ```text
-//! <root>/
+//! <root>/                     0700, like every directory the store makes (see `root`)
+//!   snapfs-store              the marker: this is a store, of this format (see `root`)
 //!   objects/sha256/ab/<hex>   one read-only file per distinct content, named by its sha256
 //!   layers/<diff-id hex>      per layer: entries, object digests, tar skeleton (see layer::LayerFile)
 //!   index/<image-id hex>      the flattened index of one image (see index::format)
 //!   tmp/                      staging on the same filesystem; leftovers are garbage
 //!   gc.lock                   shared by every writer of objects, exclusive for `snap gc`
+//!   containers/, snapshots/   made here (0700), filled by `container` and `snapshot`
 //! ```
+//!
+//! [`Store::open`] makes the store if the root is missing or empty; [`Store::open_read_only`]
+//! (for `images`, `ps`, `inspect`, `df`, `fsck`) creates nothing: a missing root is an empty
+//! store ([`Access::Absent`]), and a store on a read-only filesystem is read without writing
+//! a lock file ([`Access::ReadOnly`]).
 //!
 //! Objects and files are written once: to `tmp/`, then `rename`d into place. Nothing is
 //! fsynced per file; [`Store::sync`] makes a whole batch durable with one `syncfs`, and the
@@ -15,9 +22,11 @@
 //! The store keeps no reference counts: `snap gc` marks from the database and the layer files.
 
 mod objects;
+mod root;
 mod sweep;
 
 pub use objects::{ObjectListing, PutStats};
+pub use root::{FORMAT, MARKER};
 pub use sweep::SweepReport;
 
 use crate::index::Index;
@@ -26,7 +35,6 @@ use crate::model::{Digest, ImageId, LayerId};
 use crate::sys::{FileLock, LockWait, Mapped};
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,7 +42,7 @@ use std::time::Duration;
 /// Why a store operation failed. Each variant names the file or digest concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -42,13 +50,13 @@ pub enum StoreError {
     },
     #[error("object {digest} is missing from the store")]
     MissingObject { digest: Digest },
-    #[error("layer file for {layer} is corrupt: {source}")]
+    #[error("layer file for {layer} is corrupt")]
     CorruptLayer {
         layer: LayerId,
         #[source]
         source: crate::layer::LayerError,
     },
-    #[error("index of image {image} is corrupt: {source}")]
+    #[error("index of image {image} is corrupt")]
     CorruptIndex {
         image: ImageId,
         #[source]
@@ -56,6 +64,35 @@ pub enum StoreError {
     },
     #[error("timed out after {seconds} s waiting for `snap gc` or imports to finish ({path})")]
     GcBusy { seconds: u64, path: PathBuf },
+    #[error(
+        "{root} is not a snapfs store (no {MARKER} marker) and is not empty; give --root (or \
+         SNAPFS_ROOT) a store, or a missing or empty directory to make one in"
+    )]
+    NotAStore { root: PathBuf },
+    #[error("{path} is not a snapfs store marker: {detail}")]
+    BadMarker { path: PathBuf, detail: String },
+    #[error(
+        "{path}: the store has format {format}, made by a newer snapfs; this one reads format \
+         {supported} and older"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        format: u32,
+        supported: u32,
+    },
+}
+
+/// What this process may do with the files of its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and write: a store opened to write, or opened to read and writable.
+    ReadWrite,
+    /// Read only: a store on a read-only filesystem (or one this user may not write). Its
+    /// lock files are taken shared and read-only where they exist; nothing is written.
+    ReadOnly,
+    /// No store there (a missing or empty root opened to read): it holds nothing, and
+    /// nothing is created.
+    Absent,
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -68,14 +105,17 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError +
 /// The files under one root.
 pub struct Store {
     root: PathBuf,
+    access: Access,
     stats: PutStats,
     tmp_counter: AtomicU64,
 }
 
 /// Held by every process that writes objects not yet named by the database; `snap gc`
 /// takes the same lock exclusively, so it never sweeps an object an import is about to name.
+/// (`snap fsck` holds it too, so that nothing disappears while it checks.) None is needed for
+/// a store that is not there, or a read-only one whose `gc.lock` was never made.
 pub struct WriteGuard {
-    _lock: FileLock,
+    _lock: Option<FileLock>,
 }
 
 /// Held by `snap gc` while it marks and sweeps: no [`WriteGuard`] exists meanwhile.
@@ -84,30 +124,55 @@ pub struct GcGuard {
 }
 
 impl Store {
-    /// Opens the store under `root`, creating its directories if needed.
+    /// Opens the store under `root` to write: makes it if `root` is missing or empty, adopts
+    /// one made before the marker existed, refuses any other directory
+    /// ([`StoreError::NotAStore`]). Gives the root and its directories mode 0700.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for dir in ["objects/sha256", "layers", "index", "tmp"] {
-            let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(io_err(&path))?;
+        let mut found = root::survey(root)?;
+        if found == root::Found::Missing {
+            root::make_root(root)?;
+            found = root::survey(root)?;
         }
-        // Only root goes below objects/ and tmp/: an object adopted from an unpack keeps its
-        // file's owner and mode, and no other user may open (or write) it.
-        for dir in ["objects", "tmp"] {
-            let path = root.join(dir);
-            let mode = fs::metadata(&path)
-                .map_err(io_err(&path))?
-                .permissions()
-                .mode();
-            if mode & 0o777 != 0o700 {
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
-                    .map_err(io_err(&path))?;
+        match found {
+            root::Found::Store => {}
+            root::Found::Missing | root::Found::Empty | root::Found::Unmarked => root::mark(root)?,
+        }
+        root::secure(root)?;
+        root::make_dirs(root)?;
+        Ok(Self::with_access(root, Access::ReadWrite))
+    }
+
+    /// Opens the store under `root` to read, creating nothing: a missing or empty root is an
+    /// empty store; a store this process may not write (a read-only filesystem) is read
+    /// without writing anything. A writable store is opened as by [`Store::open`], but not
+    /// made: an old one is adopted and its modes fixed, and its directories are not created.
+    pub fn open_read_only(root: &Path) -> Result<Self, StoreError> {
+        let access = match root::survey(root)? {
+            root::Found::Missing | root::Found::Empty => Access::Absent,
+            _ if !root::writable(root) => Access::ReadOnly,
+            found => {
+                if found == root::Found::Unmarked {
+                    root::mark(root)?;
+                }
+                root::secure(root)?;
+                Access::ReadWrite
             }
-        }
-        Ok(Store {
+        };
+        Ok(Self::with_access(root, access))
+    }
+
+    fn with_access(root: &Path, access: Access) -> Self {
+        Store {
             root: root.to_path_buf(),
+            access,
             stats: PutStats::default(),
             tmp_counter: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// What this process may do with the store's files.
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     pub fn root(&self) -> &Path {
@@ -121,8 +186,12 @@ impl Store {
 
     /// Blocks `snap gc` while the guard lives; waits (up to `timeout`) for a running gc.
     pub fn write_guard(&self, timeout: Duration) -> Result<WriteGuard, StoreError> {
-        self.gc_lock(false, timeout)
-            .map(|lock| WriteGuard { _lock: lock })
+        let lock = match self.access {
+            Access::ReadWrite => Some(self.gc_lock(false, timeout)?),
+            Access::ReadOnly => self.gc_lock_read_only(timeout)?,
+            Access::Absent => None,
+        };
+        Ok(WriteGuard { _lock: lock })
     }
 
     /// Waits (up to `timeout`) until no process writes objects, and keeps it so: for `snap gc`.
@@ -149,6 +218,27 @@ impl Store {
                 seconds: timeout.as_secs(),
                 path: path.clone(),
             })
+    }
+
+    /// The shared gc lock of a read-only store, taken without writing (none if the store has
+    /// no `gc.lock`).
+    fn gc_lock_read_only(&self, timeout: Duration) -> Result<Option<FileLock>, StoreError> {
+        let path = self.root.join("gc.lock");
+        let on_wait = |_pid: Option<u32>| tracing::warn!("waiting for running snap gc to finish");
+        let wait = LockWait {
+            exclusive: false,
+            timeout,
+            on_wait: &on_wait,
+        };
+        match FileLock::acquire_shared_read_only(&path, &wait) {
+            Ok(Some(lock)) => Ok(Some(lock)),
+            Ok(None) => Err(StoreError::GcBusy {
+                seconds: timeout.as_secs(),
+                path,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     pub fn tmp_dir(&self) -> PathBuf {

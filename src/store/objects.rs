@@ -166,23 +166,40 @@ impl Store {
         Ok(())
     }
 
-    /// Every object file in the store: (digest, size). Files whose names are not digests are
-    /// reported as `Err(path)`.
+    /// Every object file in the store: (digest, size). What is not named as the store names
+    /// objects (a file or directory that is not `objects/sha256/<2 hex>/<64 hex>`, with the
+    /// shard the name's first two digits, or that is not a regular file) is reported as
+    /// `Err(path)`. A store without `objects/` (one opened to read, not there) has none.
     pub fn list_objects(&self) -> Result<ObjectListing, StoreError> {
         let base = self.root.join("objects/sha256");
         let mut out = Vec::new();
-        for shard in fs::read_dir(&base).map_err(io_err(&base))? {
-            let shard = shard.map_err(io_err(&base))?.path();
+        let shards = match fs::read_dir(&base) {
+            Ok(shards) => shards,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(&base)(e)),
+        };
+        for shard in shards {
+            let shard = shard.map_err(io_err(&base))?;
+            let shard_name = shard.file_name();
+            let is_shard = shard.file_type().is_ok_and(|t| t.is_dir())
+                && shard_name.len() == 2
+                && shard_name
+                    .as_encoded_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+            let shard = shard.path();
+            if !is_shard {
+                out.push(Err(shard));
+                continue;
+            }
             for object in fs::read_dir(&shard).map_err(io_err(&shard))? {
                 let object = object.map_err(io_err(&shard))?;
                 let path = object.path();
-                let size = object.metadata().map_err(io_err(&path))?.len();
+                let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
                 let name = object.file_name();
                 match name.to_str().map(Digest::from_hex) {
-                    Some(Ok(d))
-                        if shard.file_name() == Some(std::ffi::OsStr::new(&d.hex()[..2])) =>
-                    {
-                        out.push(Ok((d, size)))
+                    Some(Ok(d)) if meta.is_file() && shard_name.to_str() == Some(&d.hex()[..2]) => {
+                        out.push(Ok((d, meta.len())))
                     }
                     _ => out.push(Err(path)),
                 }

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 /// Takes an exclusive `flock` without waiting; `Ok(false)` if another holder has it.
 pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
@@ -72,7 +73,7 @@ impl AsRef<[u8]> for Mapped {
 
 /// An advisory lock on a file under the root, released when dropped (or when the process dies).
 pub struct FileLock {
-    _file: File,
+    file: File,
 }
 
 /// How [`FileLock::acquire`] waits.
@@ -87,14 +88,40 @@ impl FileLock {
     /// Takes the lock on `path` (created if missing), waiting up to `wait.timeout`.
     /// An exclusive holder writes its pid into the file so that waiters can name it.
     /// Returns `Ok(None)` on timeout.
-    pub fn acquire(path: &std::path::Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
-        use std::io::{Read, Seek, Write};
-        let mut file = std::fs::OpenOptions::new()
+    pub fn acquire(path: &Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        use std::io::{Seek, Write};
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        let Some(mut lock) = Self::wait_for(file, wait)? else {
+            return Ok(None);
+        };
+        if wait.exclusive {
+            lock.file.set_len(0)?;
+            lock.file.rewind()?;
+            write!(lock.file, "{}", std::process::id())?;
+        }
+        Ok(Some(lock))
+    }
+
+    /// Takes a shared lock on the existing file `path`, opened read-only (`flock` needs no
+    /// write access): for a store on a read-only filesystem, or one opened to read only,
+    /// which must create nothing. Fails with `NotFound` if there is no such file; returns
+    /// `Ok(None)` on timeout.
+    pub fn acquire_shared_read_only(path: &Path, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        let shared = LockWait {
+            exclusive: false,
+            timeout: wait.timeout,
+            on_wait: wait.on_wait,
+        };
+        Self::wait_for(File::open(path)?, &shared)
+    }
+
+    fn wait_for(mut file: File, wait: &LockWait<'_>) -> io::Result<Option<Self>> {
+        use std::io::{Read, Seek};
         let start = std::time::Instant::now();
         let mut told = false;
         loop {
@@ -104,12 +131,7 @@ impl FileLock {
                 try_lock_shared(&file)?
             };
             if got {
-                if wait.exclusive {
-                    file.set_len(0)?;
-                    file.rewind()?;
-                    write!(file, "{}", std::process::id())?;
-                }
-                return Ok(Some(FileLock { _file: file }));
+                return Ok(Some(FileLock { file }));
             }
             if start.elapsed() >= wait.timeout {
                 return Ok(None);
@@ -171,11 +193,17 @@ pub fn unmount(path: &std::path::Path) -> io::Result<()> {
     rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).map_err(Into::into)
 }
 
+/// Unmounts `path` now: `EBUSY` if a process has a file, its working directory or its root
+/// under it (or another mount sits on it).
+pub fn unmount_now(path: &Path) -> io::Result<()> {
+    rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()).map_err(Into::into)
+}
+
 /// Unmounts `path` unless something uses it (open files, a process's root or cwd, another
 /// mount of the same filesystem, such as a bind mount of it): then returns false and leaves
 /// it mounted.
-pub fn unmount_unless_busy(path: &std::path::Path) -> io::Result<bool> {
-    if mounted_elsewhere(path) {
+pub fn unmount_unless_busy(path: &Path) -> io::Result<bool> {
+    if !mounted_elsewhere(path).is_empty() {
         return Ok(false);
     }
     match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
@@ -185,36 +213,82 @@ pub fn unmount_unless_busy(path: &std::path::Path) -> io::Result<bool> {
     }
 }
 
-/// Whether the filesystem mounted at `path` is mounted somewhere else too (in this mount
-/// namespace): a bind mount of it, which keeps it alive after `path` is unmounted.
-pub fn mounted_elsewhere(path: &std::path::Path) -> bool {
-    let wanted = mountinfo_path(path);
+/// The other mount points (in this mount namespace) of the filesystem mounted at `path`: bind
+/// mounts of it, which keep it alive after `path` is unmounted.
+pub fn mounted_elsewhere(path: &Path) -> Vec<PathBuf> {
     let mounts = mounts();
-    let Some((device, _)) = mounts.iter().find(|(_, point)| *point == wanted) else {
-        return false;
+    let Some(mount) = mounts.iter().rev().find(|m| m.point == path) else {
+        return Vec::new();
     };
     mounts
         .iter()
-        .any(|(other, point)| other == device && *point != wanted)
-}
-
-/// The mounts of this mount namespace, as `(major:minor, mount point)` from
-/// /proc/self/mountinfo (fields: id, parent id, major:minor, root, mount point, ...); none
-/// if it cannot be read.
-fn mounts() -> Vec<(String, String)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ').skip(2);
-            let device = fields.next()?;
-            Some((device.to_string(), fields.nth(1)?.to_string()))
-        })
+        .filter(|other| other.device == mount.device && other.point != path)
+        .map(|other| other.point.clone())
         .collect()
 }
 
-/// `path` as /proc/self/mountinfo writes it (spaces escaped).
-fn mountinfo_path(path: &std::path::Path) -> String {
-    path.to_string_lossy().replace(' ', "\\040")
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// `major:minor` of the mounted filesystem.
+    pub device: String,
+    pub point: PathBuf,
+    /// The filesystem type (`ext4`, `fuse.snapfs`, `tmpfs`...).
+    pub fs_type: String,
+    /// What was mounted (a device, `snapfs`, `overlay`...).
+    pub source: String,
+}
+
+/// The mounts of this mount namespace, in mount order, from /proc/self/mountinfo (fields: id,
+/// parent id, major:minor, root, mount point, options, optional fields, `-`, type, source,
+/// super options); none if it cannot be read.
+pub fn mounts() -> Vec<MountEntry> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().filter_map(parse_mountinfo_line).collect()
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
+    let (mount, filesystem) = line.split_once(" - ")?;
+    let mut fields = mount.split(' ').skip(2);
+    let device = fields.next()?.to_string();
+    let point = unescape_mountinfo(fields.nth(1)?);
+    let mut filesystem = filesystem.split(' ');
+    Some(MountEntry {
+        device,
+        point,
+        fs_type: filesystem.next()?.to_string(),
+        source: String::from_utf8_lossy(
+            unescape_mountinfo(filesystem.next()?)
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .into_owned(),
+    })
+}
+
+/// A path as /proc/self/mountinfo writes it: space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// The pid written in `path` by the holder of an exclusive [`FileLock`] on it, if one holds
@@ -242,9 +316,13 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// Whether `path` is a mount point (listed in /proc/self/mountinfo).
-pub fn is_mount_point(path: &std::path::Path) -> bool {
-    let wanted = mountinfo_path(path);
-    mounts().iter().any(|(_, point)| *point == wanted)
+pub fn is_mount_point(path: &Path) -> bool {
+    mount_at(path).is_some()
+}
+
+/// The mount at `path`, the topmost if several are stacked there.
+pub fn mount_at(path: &Path) -> Option<MountEntry> {
+    mounts().into_iter().rev().find(|m| m.point == path)
 }
 
 #[cfg(test)]
@@ -269,5 +347,17 @@ mod tests {
             std::fs::metadata(&path).is_ok(),
             "the probe leaves the file"
         );
+    }
+
+    #[test]
+    fn mountinfo_lines_are_parsed_and_unescaped() {
+        let line = "36 35 0:52 / /var/tmp/a\\040b\\134c rw,nosuid shared:1 - fuse.snapfs snapfs rw,user_id=0";
+        let entry = parse_mountinfo_line(line).expect("parsed");
+        assert_eq!(entry.device, "0:52");
+        assert_eq!(entry.point, Path::new("/var/tmp/a b\\c"));
+        assert_eq!(entry.fs_type, "fuse.snapfs");
+        assert_eq!(entry.source, "snapfs");
+        assert!(is_mount_point(Path::new("/")));
+        assert!(!is_mount_point(Path::new("/proc/self")));
     }
 }

@@ -11,4 +11,5 @@ mod hostile_container;
 mod import;
 mod mount;
 mod snapshotter;
+mod store_security;
 mod util;
