@@ -108,7 +108,7 @@ fn bad_names_and_roots_get_clear_errors() {
         .snap(&["import", dir.to_str().unwrap(), "--platform", "linux"])
         .fails();
     assert!(err.contains("os/arch"), "{err}");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_snap"))
+    let output = std::process::Command::new(crate::util::snap_binary())
         .args(["images"])
         .env("SNAPFS_ROOT", "/proc/version/not-a-dir")
         .output()

@@ -356,7 +356,7 @@ fn killed_commit_leaves_no_image_and_the_container_as_it_was() {
     let view_before = dump_dir(&mnt.dir);
     let images_before = root.images();
     for delay_ms in [5, 60, 150, 300, 500, 800, 1200] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_snap"))
+        let mut child = Command::new(crate::util::snap_binary())
             .args(["commit", "c", "snapshot", "--quiet"])
             .env("SNAPFS_ROOT", root.store())
             .spawn()

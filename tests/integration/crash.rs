@@ -36,7 +36,7 @@ fn killed_import_leaves_fsck_clean_and_earlier_images_intact() {
         .collect();
     delays.sort();
     for delay_ms in delays {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_snap"))
+        let mut child = Command::new(crate::util::snap_binary())
             .args(["import", app.to_str().unwrap(), "--name", "app", "--quiet"])
             .env("SNAPFS_ROOT", root.store())
             .spawn()

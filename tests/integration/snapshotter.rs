@@ -31,7 +31,7 @@ impl Snapshotter {
             .append(true)
             .open(log)
             .expect("snapshotter log");
-        let child = Command::new(env!("CARGO_BIN_EXE_snap"))
+        let child = Command::new(crate::util::snap_binary())
             .arg("--root")
             .arg(store)
             .arg("snapshotter")

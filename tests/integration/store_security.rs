@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `snap --root ROOT ARGS…`.
 fn snap_at(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snap"))
+    Command::new(crate::util::snap_binary())
         .arg("--root")
         .arg(root)
         .args(args)
@@ -438,7 +438,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
     ] {
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
-        let run = Command::new(env!("CARGO_BIN_EXE_snap"))
+        let run = Command::new(crate::util::snap_binary())
             .args(args)
             .env("SNAPFS_ROOT", root.store())
             .stdout(writer)
@@ -456,7 +456,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
     // As a shell pipe: `snap df | head -c1`.
     let run = Command::new("bash")
         .args(["-c", "set -o pipefail; \"$0\" df | head -c1 >/dev/null"])
-        .arg(env!("CARGO_BIN_EXE_snap"))
+        .arg(crate::util::snap_binary())
         .env("SNAPFS_ROOT", root.store())
         .output()
         .expect("bash");
