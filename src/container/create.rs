@@ -24,6 +24,7 @@ pub fn create(
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).map_err(io_err(&path))?;
     }
+    give_upper_the_image_root(store, &image.id, &dir)?;
     let record = ContainerRecord {
         name: name.clone(),
         image: image.id,
@@ -32,4 +33,28 @@ pub fn create(
     let image_file = image_file(&dir);
     std::fs::write(&image_file, format!("{}\n", record.image)).map_err(io_err(&image_file))?;
     Ok(record)
+}
+
+/// The upper directory's root is the container's `/` (overlayfs shows it for the merged
+/// root): it gets the owner and mode of the image's root, not whatever the caller's umask
+/// left (0777 under umask 000: anyone reaching the mount could replace `/etc`). The work
+/// directory is the daemon's alone.
+fn give_upper_the_image_root(
+    store: &Store,
+    image: &crate::model::ImageId,
+    dir: &std::path::Path,
+) -> Result<(), ContainerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let index = store.open_index(image)?;
+    let (mode, uid, gid) = index
+        .inode(crate::model::Ino::ROOT)
+        .map_or((0o755, 0, 0), |root| (root.mode, root.uid, root.gid));
+    let upper = dir.join("upper");
+    std::os::unix::fs::chown(&upper, Some(uid), Some(gid)).map_err(io_err(&upper))?;
+    let modes = [(upper, mode & 0o7777), (dir.join("work"), 0o700)];
+    for (path, mode) in modes {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err(&path))?;
+    }
+    Ok(())
 }

@@ -14,14 +14,26 @@ pub(super) struct TempDir(PathBuf);
 impl TempDir {
     pub(super) fn new() -> io::Result<Self> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("snapfs-db-{}-{n}", std::process::id()));
-        // Left by an earlier process with the same pid.
-        if path.exists() {
-            fs::remove_dir_all(&path)?;
+        // The temp directory is shared with every user: the name is made exclusively (mkdir
+        // fails if anything is there, whoever put it there), never removed first, and one
+        // taken already is passed over for the next.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        for _ in 0..100 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("snapfs-db-{}-{clock:x}-{n}", std::process::id());
+            let path = std::env::temp_dir().join(name);
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(TempDir(path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
         }
-        fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(TempDir(path))
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free name for a database copy in the temp directory",
+        ))
     }
 
     pub(super) fn path(&self) -> &Path {

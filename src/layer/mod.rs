@@ -33,10 +33,18 @@ pub trait ObjectSink: Sync {
     fn put(&self, body: &mut dyn Read, size: u64) -> Result<Digest, std::io::Error>;
 }
 
+/// Where in a tar something went wrong: after the entry it names, or at its start.
+fn after_entry(after: &Option<String>) -> String {
+    match after {
+        Some(entry) => format!("after entry {entry:?}"),
+        None => "in its first entry".to_string(),
+    }
+}
+
 /// Why a layer tar or a layer file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("corrupt or truncated layer tar after entry {after:?}: {source}")]
+    #[error("corrupt or truncated layer tar {}: {source}", after_entry(after))]
     Tar {
         after: Option<String>,
         #[source]
@@ -66,6 +74,10 @@ pub enum LayerError {
         kind: &'static str,
         size: u64,
     },
+    #[error(
+        "entry {path:?}: a .wh. name is a whiteout or an opaque marker, which holds no entries and is no directory"
+    )]
+    InsideWhiteout { path: String },
     #[error("entry {path:?}: a whiteout must hide a name, not {hidden:?}")]
     BadWhiteout { path: String, hidden: String },
     #[error(
@@ -77,7 +89,8 @@ pub enum LayerError {
         now: &'static str,
     },
     #[error(
-        "more than {limit} bytes of tar headers and extension records after entry {after:?} (only file bodies may be larger)"
+        "more than {limit} bytes of tar headers and extension records {} (only file bodies may be larger)",
+        after_entry(after)
     )]
     TooMuchMetadata { after: Option<String>, limit: u64 },
     #[error("more than {limit} bytes of data after the tar's end-of-archive marker")]

@@ -122,6 +122,16 @@ pub fn parse_layer_with<R: Read>(
             source,
         })?;
 
+        // `.wh.` names are whiteouts and opaque markers, which hold nothing: one that has
+        // entries below it, or is a directory, would show as a file of that name.
+        let below_marker = path
+            .split_last()
+            .is_some_and(|(parent, _)| parent.components().any(|c| c.starts_with(WHITEOUT_PREFIX)));
+        let marker_dir = entry_type == tar::EntryType::Directory
+            && path.file_name().starts_with(WHITEOUT_PREFIX);
+        if below_marker || marker_dir {
+            return Err(LayerError::InsideWhiteout { path: shown });
+        }
         let (path, kind) = match whiteout_of(&path, &shown)? {
             Some(marker) => marker,
             None => {
@@ -235,8 +245,8 @@ pub fn parse_layer_with<R: Read>(
     }
     if let Some(first) = &stripped.first {
         tracing::warn!(
-            "layer {diff_id}: stripped {} overlayfs-private xattr(s) from its entries (first \
-             on {first}): a container's upper dir would obey them",
+            "layer {diff_id}: stripped {} overlayfs-private or unstorable xattr(s) from its \
+             entries (first on {first}): a container's upper dir would obey them, or refuse them",
             stripped.count
         );
     }
@@ -248,7 +258,14 @@ pub fn parse_layer_with<R: Read>(
     })
 }
 
-/// The overlayfs-private xattrs left out of a layer's entries.
+/// Whether Linux filesystems store an xattr of this name: one of the four namespaces.
+fn is_storable_xattr(name: &[u8]) -> bool {
+    [&b"user."[..], b"trusted.", b"security.", b"system."]
+        .iter()
+        .any(|ns| name.starts_with(ns) && name.len() > ns.len())
+}
+
+/// The overlayfs-private (and unstorable) xattrs left out of a layer's entries.
 #[derive(Default)]
 struct Stripped {
     count: u64,
@@ -374,7 +391,9 @@ fn read_meta<R: Read>(
                 },
                 _ => {
                     if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        if overlay::is_private_xattr(name) {
+                        // overlayfs's own, or of no namespace a filesystem stores (copy-up
+                        // could never set it, and the directory could never change).
+                        if overlay::is_private_xattr(name) || !is_storable_xattr(name) {
                             stripped.count += 1;
                             stripped.first.get_or_insert_with(|| shown.to_string());
                             continue;

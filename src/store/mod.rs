@@ -143,17 +143,16 @@ impl Store {
     }
 
     /// Opens the store under `root` to read, creating nothing: a missing or empty root is an
-    /// empty store; a store this process may not write (a read-only filesystem) is read
-    /// without writing anything. A writable store is opened as by [`Store::open`], but not
-    /// made: an old one is adopted and its modes fixed, and its directories are not created.
+    /// empty store; a store this process may not write (a read-only filesystem), or an old
+    /// store without its marker, is read without writing anything (the first command that
+    /// writes adopts an old store). A writable marked store is opened as by [`Store::open`],
+    /// but not made: its modes are fixed, its directories are not created.
     pub fn open_read_only(root: &Path) -> Result<Self, StoreError> {
         let access = match root::survey(root)? {
             root::Found::Missing | root::Found::Empty => Access::Absent,
+            root::Found::Unmarked => Access::ReadOnly,
             _ if !root::writable(root) => Access::ReadOnly,
-            found => {
-                if found == root::Found::Unmarked {
-                    root::mark(root)?;
-                }
+            root::Found::Store => {
                 root::secure(root)?;
                 Access::ReadWrite
             }

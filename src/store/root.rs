@@ -7,7 +7,8 @@
 //!
 //! A root that holds files but no marker is refused: a mistyped `--root` must not become a
 //! store (its `lock` overwritten, `snap gc` sweeping its `tmp/`). A store made before the
-//! marker existed (it has `db/` and `objects/`) is adopted: the marker is written. A marker
+//! marker existed (it has sled's files in `db/` and `objects/sha256/`) is adopted by the first
+//! command that writes: the marker is written. A marker
 //! naming a newer format than [`FORMAT`] is refused too.
 //!
 //! Modes: the root and the directories below it that the store makes are 0700, and are made
@@ -81,12 +82,21 @@ pub(super) fn survey(root: &Path) -> Result<Found, StoreError> {
     if empty {
         return Ok(Found::Empty);
     }
-    if root.join("db").is_dir() && root.join("objects").is_dir() {
+    if looks_like_an_old_store(root) {
         return Ok(Found::Unmarked);
     }
     Err(StoreError::NotAStore {
         root: root.to_path_buf(),
     })
+}
+
+/// Whether `root` holds what every store made before the marker holds: a sled database in
+/// `db/` (its `conf` and `db` files) and `objects/sha256/`. A directory that merely has `db/`
+/// and `objects/` is someone else's.
+fn looks_like_an_old_store(root: &Path) -> bool {
+    root.join("db/conf").is_file()
+        && root.join("db/db").is_file()
+        && root.join("objects/sha256").is_dir()
 }
 
 fn check_marker(path: &Path) -> Result<(), StoreError> {
@@ -189,7 +199,11 @@ mod tests {
         fs::write(root.join("lock"), "").unwrap();
         assert!(matches!(survey(&root), Err(StoreError::NotAStore { .. })));
         fs::create_dir(root.join("db")).unwrap();
-        fs::create_dir(root.join("objects")).unwrap();
+        fs::create_dir_all(root.join("objects/sha256")).unwrap();
+        // Directories of those names are not enough: sled's files must be there.
+        assert!(matches!(survey(&root), Err(StoreError::NotAStore { .. })));
+        fs::write(root.join("db/conf"), "").unwrap();
+        fs::write(root.join("db/db"), "").unwrap();
         assert_eq!(survey(&root).unwrap(), Found::Unmarked);
         mark(&root).unwrap();
         assert_eq!(survey(&root).unwrap(), Found::Store);

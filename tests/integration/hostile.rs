@@ -319,6 +319,10 @@ fn overlay_private_xattrs_from_an_image_are_stripped() {
             ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
             ("SCHILY.xattr.user.overlay.origin", b"\x00\x01"),
             ("SCHILY.xattr.user.kept", b"v"),
+            // Of no namespace a filesystem stores: copy-up could never set it, and nothing
+            // in the directory could ever change.
+            ("SCHILY.xattr.TRUSTED.overlay.opaque", b"y"),
+            ("SCHILY.xattr.user.", b"x"),
         ],
         EntryType::Directory,
         "etc/",
@@ -468,6 +472,28 @@ fn whiteouts_that_hide_no_name_are_refused() {
         refused(
             Layout::new(vec![tar]),
             &["layer 0", &shown, "a whiteout must hide a name"],
+        );
+    }
+}
+
+#[test]
+fn entries_inside_or_as_directories_of_whiteout_names_are_refused() {
+    for entries in [
+        &[
+            (&b"a/"[..], EntryType::Directory),
+            (b"a/.wh.x/", EntryType::Directory),
+        ][..],
+        &[(b"a/.wh.x/f", EntryType::Regular)],
+        &[(b"a/.wh..wh..opq/f", EntryType::Regular)],
+    ] {
+        let raw: Vec<_> = entries
+            .iter()
+            .map(|(name, kind)| (*name, *kind, None, &b""[..]))
+            .collect();
+        let shown = String::from_utf8_lossy(entries[entries.len() - 1].0).into_owned();
+        refused(
+            Layout::new(vec![raw_entry_tar(&raw)]),
+            &["layer 0", &shown, "holds no entries"],
         );
     }
 }

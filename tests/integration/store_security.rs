@@ -131,14 +131,75 @@ fn an_old_store_gets_its_marker_and_closed_modes_when_opened() {
     for dir in ["", "layers", "index", "objects", "containers", "db", "tmp"] {
         fs::set_permissions(store.join(dir), fs::Permissions::from_mode(0o755)).expect("chmod");
     }
+    // Read-only commands read it as it is, writing nothing.
     let images = root.images();
     assert_eq!(images.as_array().map(Vec::len), Some(1), "{images}");
+    assert!(
+        !store.join("snapfs-store").exists(),
+        "images wrote the marker"
+    );
+    assert_eq!(mode(&store.join("layers")), 0o755, "images changed a mode");
+    // The first command that writes adopts it.
+    root.ok(&["gc"]);
     let marker = fs::read_to_string(store.join("snapfs-store")).expect("adopted");
     assert_eq!(marker, "snapfs store\nformat 1\n");
     for dir in ["", "layers", "index", "objects", "containers", "db", "tmp"] {
         assert_eq!(mode(&store.join(dir)), 0o700, "{dir}/");
     }
     root.fsck_clean();
+}
+
+#[test]
+fn a_directory_with_db_and_objects_is_no_store_to_any_command() {
+    let root = Root::new();
+    let other = root.path().join("other");
+    let keep = [
+        "db/mydata",
+        "tmp/archive-1-0",
+        "layers/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "objects/sha256/ab/ab00000000000000000000000000000000000000000000000000000000000000",
+    ];
+    for path in keep {
+        let path = other.join(path);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, "keep me\n").expect("write");
+    }
+    for args in [&["images"][..], &["fsck"], &["gc"]] {
+        let run = snap_at(&other, args);
+        assert!(
+            !run.status.success(),
+            "{args:?} took {} for a store",
+            other.display()
+        );
+        assert!(
+            text(&run.stderr).contains("is not a snapfs store"),
+            "{args:?}"
+        );
+    }
+    for path in keep {
+        assert_eq!(
+            fs::read_to_string(other.join(path)).expect(path),
+            "keep me\n"
+        );
+    }
+    assert!(!other.join("snapfs-store").exists() && !other.join("db/conf").exists());
+}
+
+#[test]
+fn a_containers_root_has_the_images_mode_whatever_the_umask() {
+    let root = Root::new();
+    image(&root, "a");
+    // `snap create` under umask 000, as a careless caller would run it.
+    let made = Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" create a c"])
+        .arg(crate::util::snap_binary())
+        .env("SNAPFS_ROOT", root.store())
+        .output()
+        .expect("sh");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let m = Mounted::mount(&root, "c");
+    assert_eq!(mode(&m.dir), 0o755, "the image's root mode");
+    assert_eq!(mode(&root.store().join("containers/c/work")), 0o700);
 }
 
 #[test]
