@@ -987,7 +987,7 @@ pub(crate) mod tests {
     fn refuses_an_xattr_given_twice() {
         // two records with one key: PAX readers disagree on which wins
         let mut b = tar::Builder::new(Vec::new());
-        let records = b"20 SCHILY.xattr.a=1\n20 SCHILY.xattr.a=2\n";
+        let records = b"25 SCHILY.xattr.user.a=1\n25 SCHILY.xattr.user.a=2\n";
         let mut x = header(tar::EntryType::XHeader, 0o644, records.len() as u64);
         x.set_path("PaxHeaders/f").unwrap();
         x.set_cksum();
