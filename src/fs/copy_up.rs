@@ -6,6 +6,7 @@
 use super::error::FsError;
 use super::lookup::Layers;
 use super::path::{join, parent_of};
+use super::stale::StaleNames;
 use super::upper::{LowerMeta, Upper};
 use crate::index::NodeKind;
 use crate::layer::overlay::is_private_xattr;
@@ -72,12 +73,19 @@ impl Layers {
             .copy_up_entry(path, &kind, &meta, &self.store, with_data)?;
         if matches!(kind, NodeKind::File { .. }) && self.is_lower_hardlink(Some(ino)) {
             let links = self.lower_links.get_or_init(|| self.collect_lower_links());
+            let mut names = vec![path.to_vec()];
             for other in links.get(&ino).into_iter().flatten() {
                 if other.as_slice() != path && self.lower_visible(other) == Some(ino) {
                     self.ensure_upper_dir(parent_of(other).0)?;
-                    self.upper.link(path, other)?;
+                    self.upper.link_copied(path, other)?;
+                    names.push(other.clone());
                 }
             }
+            // Each name is the upper inode now, a node the kernel has not seen for it.
+            self.stale.push(StaleNames {
+                lower: ino,
+                paths: names,
+            });
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use super::attr::{Attr, file_type};
 use super::error::FsError;
 use super::id::NodeId;
 use super::path::{components, join};
+use super::stale::StaleQueue;
 use super::upper::Upper;
 use crate::index::{Index, NodeKind};
 use crate::model::{Ino, Xattr};
@@ -24,6 +25,8 @@ pub struct Layers {
     pub upper: Upper,
     /// Lower inode → every path of it, for lower hardlinks (built at the first copy-up of one).
     pub(super) lower_links: OnceLock<HashMap<Ino, Vec<Vec<u8>>>>,
+    /// Names copy-up gave a new node, for the kernel to drop.
+    pub(super) stale: StaleQueue,
 }
 
 /// What a name resolves to.
@@ -53,7 +56,22 @@ impl Layers {
             store,
             upper,
             lower_links: OnceLock::new(),
+            stale: StaleQueue::default(),
         }
+    }
+
+    /// Resolves `path` from the root, name by name, as a walk of the kernel's would.
+    pub fn resolve(&self, path: &[u8]) -> Result<Found, FsError> {
+        let mut found = Found {
+            id: NodeId::ROOT,
+            path: Vec::new(),
+            lower: Some(Ino::ROOT),
+            upper: None,
+        };
+        for name in components(path) {
+            found = self.child_of(&found.path, found.lower, name)?;
+        }
+        Ok(found)
     }
 
     /// Resolves `name` in the directory at `parent_path`, whose lower side is `parent_lower`.

@@ -11,14 +11,15 @@
 //! The files, each using only those listed before it (docs/mount.md draws the map):
 //!
 //! - `id.rs` (node ids: the one place index and upper inodes map to them), `error.rs`,
-//!   `path.rs`; `attr.rs`, `setid.rs` (the caller and the setuid/setgid policy), `locks.rs`;
+//!   `path.rs`, `stale.rs` (names whose node changed, for the kernel to drop); `attr.rs`, `setid.rs` (the caller and the setuid/setgid policy), `locks.rs`;
 //! - `upper/`: the only door into the upper and work directories (every path resolved
 //!   beneath the root, no symlink followed);
 //! - `nodes.rs` (the node table), `lookup.rs` (the two layers by path: lookup, attributes,
 //!   listings, readlink), `copy_up.rs`;
 //! - `union.rs`: [`UnionFs`], the layers by node id, with the namespace locks;
 //! - the operations: `open.rs`, `create.rs`, `rename.rs`, `setattr.rs`, `readdir.rs`;
-//! - `handles.rs` (open files, backing ids, passthrough), `dispatch.rs` (fuser's trait).
+//! - `handles.rs` (open files, backing ids, passthrough), `notify.rs` (the thread telling
+//!   the kernel what to drop), `dispatch.rs` (fuser's trait).
 
 mod attr;
 mod copy_up;
@@ -30,6 +31,7 @@ mod id;
 mod locks;
 mod lookup;
 mod nodes;
+mod notify;
 mod open;
 mod path;
 mod readdir;
@@ -37,6 +39,7 @@ mod rename;
 mod reply;
 mod setattr;
 mod setid;
+mod stale;
 mod union;
 mod upper;
 
@@ -80,7 +83,9 @@ pub fn serve(
     );
     config.clone_fd = true;
     let fail = |e: std::io::Error| FsError::io(mountpoint.as_os_str().as_encoded_bytes(), e);
+    let union = fs.union();
     let session = fuser::Session::new(fs, mountpoint, &config).map_err(fail)?;
+    notify::spawn(union, session.notifier()).map_err(fail)?;
     on_mounted();
     session.run().map_err(fail)
 }

@@ -53,6 +53,11 @@ impl UnionFs {
         self.nodes.get(id)
     }
 
+    /// Resolves `path` from the root.
+    pub fn resolve(&self, path: &[u8]) -> Result<Found, FsError> {
+        self.layers.resolve(path)
+    }
+
     /// Resolves `name` in the directory node `parent`.
     pub fn child(&self, parent: NodeId, name: &[u8]) -> Result<Found, FsError> {
         let (parent_path, parent_lower) = self.node(parent)?;

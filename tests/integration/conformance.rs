@@ -135,3 +135,59 @@ fn trees_deeper_than_path_max_work_as_on_overlayfs() {
     let m = Mounted::mount(&root, "c");
     assert_eq!(deep_changes(&m.dir, false), theirs, "after a remount");
 }
+
+/// Reads both names of the hardlink `h1` / `d/h2` (so the kernel caches their nodes,
+/// attributes and pages), then, with `d/h2` held open by a reader, writes new content
+/// through `h1`, which copies it up. Returns the reader's file.
+fn write_one_name_of_a_hardlink(dir: &Path) -> std::fs::File {
+    for name in ["h1", "d/h2"] {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), b"old\n", "{name}");
+        std::fs::symlink_metadata(dir.join(name)).unwrap();
+    }
+    let reader = std::fs::File::open(dir.join("d/h2")).unwrap();
+    std::fs::write(dir.join("h1"), b"new content\n").unwrap();
+    reader
+}
+
+/// Whether `d/h2` is the same inode as `h1`, and its link count (by `lstat` only: an open
+/// would make the kernel look the name up again).
+fn same_inode(dir: &Path) -> (bool, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::symlink_metadata(dir.join("h1")).unwrap(),
+        std::fs::symlink_metadata(dir.join("d/h2")).unwrap(),
+    );
+    (a.ino() == b.ino(), b.nlink())
+}
+
+#[test]
+fn every_name_of_a_copied_up_hardlink_shows_its_data_and_inode_while_mounted() {
+    use tar::EntryType;
+    let root = Root::new();
+    let tar = crate::util::raw_entry_tar(&[
+        (b"h1", EntryType::Regular, None, b"old\n"),
+        (b"d/", EntryType::Directory, None, b""),
+        (b"d/h2", EntryType::Link, Some(b"h1"), b""),
+    ]);
+    let layout = Layout::new(vec![tar]).write(&root.path().join("links"));
+    root.ok(&["import", layout.to_str().unwrap(), "--name", "links"]);
+    let overlay = Overlay::new(&root.store(), "links", &root.path().join("overlay"));
+    let m = Mounted::new(&root, "links", "c");
+    let _theirs_open = write_one_name_of_a_hardlink(&overlay.dir);
+    assert_eq!(same_inode(&overlay.dir), (true, 2), "overlayfs");
+    let _ours_open = write_one_name_of_a_hardlink(&m.dir);
+    // The kernel is told to drop the names' old node right after the copy-up's locks are
+    // released (by a thread of the daemon's): give it a moment, not a remount.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while same_inode(&m.dir) != (true, 2) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        same_inode(&m.dir),
+        (true, 2),
+        "snapfs: one inode under both names"
+    );
+    for dir in [&overlay.dir, &m.dir] {
+        assert_eq!(std::fs::read(dir.join("d/h2")).unwrap(), b"new content\n");
+    }
+}

@@ -26,11 +26,34 @@ impl Upper {
     /// Moves a finished entry from the work directory to `path`. A copy-up is not a change
     /// the user made to the parent directory, so the parent keeps its times.
     fn install(&self, tmp: &[u8], path: &[u8]) -> Result<(), FsError> {
+        let (dir, name) = self.parent_beneath(path)?;
+        self.keeping_parent_times(path, || {
+            rustix::fs::renameat(&self.work_fd, rel(tmp), &dir, rel(name))
+                .map_err(|e| FsError::io(path, e))
+        })
+    }
+
+    /// Links the copied-up upper file `existing` at `new` too (the other names of a lower
+    /// hardlink); `new`'s directory keeps its times, as for [`Upper::copy_up_entry`].
+    pub fn link_copied(&self, existing: &[u8], new: &[u8]) -> Result<(), FsError> {
+        let (from, from_name) = self.parent_beneath(existing)?;
+        let (to, to_name) = self.parent_beneath(new)?;
+        self.keeping_parent_times(new, || {
+            rustix::fs::linkat(&from, rel(from_name), &to, rel(to_name), AtFlags::empty())
+                .map_err(|e| FsError::io(new, e))
+        })
+    }
+
+    /// Runs `change`, which adds the entry `path`, and gives its directory back the times it
+    /// had before.
+    fn keeping_parent_times(
+        &self,
+        path: &[u8],
+        change: impl FnOnce() -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
         let (parent, _) = parent_of(path);
         let before = self.stat(parent)?;
-        let (dir, name) = self.parent_beneath(path)?;
-        rustix::fs::renameat(&self.work_fd, rel(tmp), &dir, rel(name))
-            .map_err(|e| FsError::io(path, e))?;
+        change()?;
         if let Some(st) = before {
             let times = Timestamps {
                 last_access: Timespec {

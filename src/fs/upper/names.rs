@@ -251,15 +251,6 @@ impl Upper {
             .map_err(|e| FsError::io(path, e))
     }
 
-    /// Links the upper entry `existing` at `new` too (the other names of a copied-up lower
-    /// hardlink).
-    pub fn link(&self, existing: &[u8], new: &[u8]) -> Result<(), FsError> {
-        let (from, from_name) = self.parent_beneath(existing)?;
-        let (to, to_name) = self.parent_beneath(new)?;
-        rustix::fs::linkat(&from, rel(from_name), &to, rel(to_name), AtFlags::empty())
-            .map_err(|e| FsError::io(new, e))
-    }
-
     /// Moves the upper entry `src` to `dst`, replacing what is there (a whiteout included)
     /// in the same step; with `leave_whiteout`, a whiteout takes `src`'s place in that step
     /// (a lower entry of that name must stay hidden).
