@@ -5,7 +5,7 @@ use super::state::Snapshots;
 use crate::container::{Daemon, daemon_at, stop_unless_busy};
 use crate::db::{SnapshotKind, SnapshotRecord};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 impl Snapshots {
     pub(super) fn snapshots_dir(&self) -> PathBuf {
@@ -109,4 +109,49 @@ pub(super) fn dirs_in_use(records: &[SnapshotRecord]) -> HashSet<u64> {
         .filter(|s| s.kind != SnapshotKind::Committed || s.pending)
         .flat_map(|s| std::iter::once(s.dir).chain(s.lower_dirs.iter().copied()))
         .collect()
+}
+
+/// Makes the directories `subs` of the snapshot directory `dir` that are missing, with
+/// modes of their own rather than the snapshotter's umask: an `upper` is the container's
+/// `/` (`0755`, as containerd's overlayfs snapshotter makes it; under umask 000 it was
+/// `0777`, and anyone reaching the mount could replace `/etc`), `work` is the daemon's
+/// alone, `mnt` a mount point. Existing ones keep theirs: a container may have changed its
+/// `/`.
+pub(super) fn make_snapshot_dirs(dir: &Path, subs: &[&str]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for sub in subs {
+        let path = dir.join(sub);
+        if path.is_dir() {
+            continue;
+        }
+        std::fs::create_dir_all(&path)?;
+        let mode = if *sub == "work" { 0o700 } else { 0o755 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn snapshot_dirs_get_their_own_modes_once() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("7");
+        make_snapshot_dirs(&dir, &["upper", "work", "mnt"]).unwrap();
+        assert_eq!(mode(&dir.join("upper")), 0o755);
+        assert_eq!(mode(&dir.join("work")), 0o700);
+        assert_eq!(mode(&dir.join("mnt")), 0o755);
+        // A container's own chmod of its / is kept across restarts.
+        std::fs::set_permissions(dir.join("upper"), std::fs::Permissions::from_mode(0o750))
+            .unwrap();
+        make_snapshot_dirs(&dir, &["upper", "work"]).unwrap();
+        assert_eq!(mode(&dir.join("upper")), 0o750);
+    }
 }

@@ -9,7 +9,7 @@
 //! swaps the active record for the committed one; a commit of an unpack swaps at once, to a
 //! pending record whose upper is stored in the background (`ingest`).
 
-use super::dirs::dirs_in_use;
+use super::dirs::{dirs_in_use, make_snapshot_dirs};
 use super::mounts::{MountSpec, is_unpack, mounts_of};
 use super::queue::Job;
 use super::state::{GC_WAIT, Snapshots};
@@ -147,9 +147,7 @@ impl Snapshots {
             (true, false) => (Some(dir.join("parent")), true),
             (false, _) => (Some(dir.clone()), record.kind == SnapshotKind::View),
         };
-        for sub in ["upper", "work"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(io_err(&dir))?;
-        }
+        make_snapshot_dirs(&dir, &["upper", "work"]).map_err(io_err(&dir))?;
         let Some(daemon_dir) = daemon_dir else {
             return Ok(());
         };
@@ -158,10 +156,7 @@ impl Snapshots {
             Daemon::Detached(state) => return Err(detached(&record.key, state).into()),
             Daemon::Gone => {}
         }
-        for sub in ["upper", "work", "mnt"] {
-            let path = daemon_dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(io_err(&path))?;
-        }
+        make_snapshot_dirs(&daemon_dir, &["upper", "work", "mnt"]).map_err(io_err(&daemon_dir))?;
         let mut args: Vec<OsString> = vec![
             "serve-dir".into(),
             "--index".into(),
