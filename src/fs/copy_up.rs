@@ -7,20 +7,20 @@ use super::error::FsError;
 use super::lookup::Layers;
 use super::path::{join, parent_of};
 use super::stale::StaleNames;
-use super::upper::{LowerMeta, Upper};
+use super::upper::Upper;
 use crate::index::NodeKind;
 use crate::layer::overlay::is_private_xattr;
-use crate::model::Ino;
+use crate::model::{Ino, Meta};
 use std::collections::HashMap;
 
 impl Layers {
     /// The metadata copy-up gives the lower inode `ino`, and its kind.
-    fn lower_meta(&self, ino: Ino) -> Result<(LowerMeta, NodeKind<'_>), FsError> {
+    fn lower_meta(&self, ino: Ino) -> Result<(Meta, NodeKind<'_>), FsError> {
         let inode = self
             .index
             .inode(ino)
             .ok_or_else(|| FsError::corrupt(ino, None))?;
-        let meta = LowerMeta {
+        let meta = Meta {
             mode: inode.mode,
             uid: inode.uid,
             gid: inode.gid,

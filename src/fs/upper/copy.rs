@@ -5,22 +5,12 @@
 use super::{FsError, Upper, rel};
 use crate::fs::path::parent_of;
 use crate::index::NodeKind;
-use crate::model::Xattr;
+use crate::model::Meta;
 use crate::store::Store;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-
-/// The metadata of a lower entry, as copy-up applies it.
-pub struct LowerMeta {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime_sec: i64,
-    pub mtime_nsec: u32,
-    pub xattrs: Vec<Xattr>,
-}
 
 impl Upper {
     /// Moves a finished entry from the work directory to `path`. A copy-up is not a change
@@ -74,7 +64,7 @@ impl Upper {
     }
 
     /// Applies owner, mode, xattrs and mtime to the work entry `tmp` (of type `kind`).
-    fn apply_meta(&self, tmp: &[u8], meta: &LowerMeta, kind: FileType) -> Result<(), FsError> {
+    fn apply_meta(&self, tmp: &[u8], meta: &Meta, kind: FileType) -> Result<(), FsError> {
         let dir = &self.work_fd;
         let fail = |e| FsError::io(tmp, e);
         rustix::fs::chownat(
@@ -116,7 +106,7 @@ impl Upper {
     }
 
     /// Creates the upper directory `path` with the metadata of its lower directory.
-    pub fn mkdir_like(&self, path: &[u8], meta: &LowerMeta) -> Result<(), FsError> {
+    pub fn mkdir_like(&self, path: &[u8], meta: &Meta) -> Result<(), FsError> {
         let tmp = self.tmp_name();
         rustix::fs::mkdirat(&self.work_fd, rel(&tmp), Mode::from_raw_mode(0o700))
             .map_err(|e| FsError::io(path, e))?;
@@ -130,7 +120,7 @@ impl Upper {
         &self,
         path: &[u8],
         kind: &NodeKind<'_>,
-        meta: &LowerMeta,
+        meta: &Meta,
         store: &Store,
         with_data: bool,
     ) -> Result<(), FsError> {

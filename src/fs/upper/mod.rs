@@ -26,7 +26,6 @@ mod copy;
 mod meta;
 mod names;
 
-pub use copy::LowerMeta;
 pub use meta::SetTime;
 pub use names::New;
 
