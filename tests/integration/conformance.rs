@@ -191,3 +191,45 @@ fn every_name_of_a_copied_up_hardlink_shows_its_data_and_inode_while_mounted() {
         assert_eq!(std::fs::read(dir.join("d/h2")).unwrap(), b"new content\n");
     }
 }
+
+/// Makes a setgid directory of group 4242, and under each umask a file and a directory in
+/// it (and in a plain directory made in it); their modes and groups.
+fn setgid_inheritance(dir: &Path) -> Vec<(String, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let (ok, err) = sh(dir, "mkdir sg && chgrp 4242 sg && chmod 2775 sg");
+    assert!(ok, "{err}");
+    let mut out = Vec::new();
+    for umask in ["000", "022", "077"] {
+        let script = format!(
+            "umask {umask} && : > sg/f{umask} && mkdir sg/d{umask} && mkdir -m 0777 sg/m{umask} && \
+             : > sg/d{umask}/f && mkdir sg/d{umask}/d"
+        );
+        let (ok, err) = sh(dir, &script);
+        assert!(ok, "umask {umask}: {err}");
+        for name in ["f", "d", "m"] {
+            let name = format!("sg/{name}{umask}");
+            let m = std::fs::symlink_metadata(dir.join(&name)).expect("made");
+            out.push((name, m.mode() & 0o7777, m.gid()));
+        }
+        for name in ["f", "d"] {
+            let name = format!("sg/d{umask}/{name}");
+            let m = std::fs::symlink_metadata(dir.join(&name)).expect("made");
+            out.push((name, m.mode() & 0o7777, m.gid()));
+        }
+    }
+    out
+}
+
+#[test]
+fn setgid_directories_give_new_entries_their_group_and_bit_under_every_umask() {
+    let root = Root::new();
+    base_image(&root);
+    let overlay = Overlay::new(&root.store(), "base", &root.path().join("overlay"));
+    let m = Mounted::new(&root, "base", "c");
+    let theirs = setgid_inheritance(&overlay.dir);
+    assert_eq!(setgid_inheritance(&m.dir), theirs, "snapfs, then overlayfs");
+    assert!(
+        theirs.contains(&("sg/d000".into(), 0o2777, 4242)),
+        "{theirs:?}"
+    );
+}
