@@ -6,7 +6,7 @@
 use super::{FsError, Upper, rel};
 use crate::fs::path::{join, parent_of};
 use crate::layer::overlay::OPAQUE_XATTR;
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Uid, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, RenameFlags, Stat, Uid, XattrFlags};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -161,7 +161,7 @@ impl Upper {
         let fd = rustix::fs::openat(place.dir(), rel(&place.name), flags | OFlags::CLOEXEC, bits)
             .map_err(|e| FsError::io(path, e))?;
         let done = (|| {
-            let gid = self.owner_gid(path, gid)?;
+            let gid = self.owner_gid(&place, path, gid)?;
             rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .map_err(|e| FsError::io(path, e))?;
             // chown cleared setuid/setgid, the daemon's umask took other bits: the caller
@@ -187,7 +187,7 @@ impl Upper {
     ) -> Result<(), FsError> {
         let setgid = dir
             && self
-                .stat(parent_of(path).0)?
+                .parent_stat(place, path)?
                 .is_some_and(|st| st.st_mode & libc::S_ISGID != 0);
         if setgid || mode & self.umask != 0 {
             let mode = (mode & 0o7777) | if setgid { libc::S_ISGID } else { 0 };
@@ -202,9 +202,21 @@ impl Upper {
         Ok(())
     }
 
-    /// The group a new entry at `path` gets: its parent's under a setgid parent, else `gid`.
-    fn owner_gid(&self, path: &[u8], gid: u32) -> Result<u32, FsError> {
-        Ok(match self.stat(parent_of(path).0)? {
+    /// The directory a new entry at `place` goes into (to become `path`): through the
+    /// descriptor the place holds, else (made in the work directory) by its path.
+    fn parent_stat(&self, place: &Place<'_>, path: &[u8]) -> Result<Option<Stat>, FsError> {
+        match &place.parent {
+            Some(parent) => rustix::fs::fstat(parent)
+                .map(Some)
+                .map_err(|e| FsError::io(parent_of(path).0, e)),
+            None => self.stat(parent_of(path).0),
+        }
+    }
+
+    /// The group a new entry at `place` (to become `path`) gets: its parent's under a setgid
+    /// parent, else `gid`.
+    fn owner_gid(&self, place: &Place<'_>, path: &[u8], gid: u32) -> Result<u32, FsError> {
+        Ok(match self.parent_stat(place, path)? {
             Some(st) if st.st_mode & libc::S_ISGID != 0 => st.st_gid,
             _ => gid,
         })
@@ -212,7 +224,7 @@ impl Upper {
 
     /// Gives the new entry at `place` (to become `path`) to its creator.
     fn own(&self, place: &Place<'_>, path: &[u8], uid: u32, gid: u32) -> Result<(), FsError> {
-        let gid = self.owner_gid(path, gid)?;
+        let gid = self.owner_gid(place, path, gid)?;
         let (dir, name) = (place.dir(), rel(&place.name));
         let before = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| FsError::io(path, e))?;
