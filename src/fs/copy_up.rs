@@ -20,18 +20,10 @@ impl Layers {
             .index
             .inode(ino)
             .ok_or_else(|| FsError::corrupt(ino, None))?;
-        let meta = Meta {
-            mode: inode.mode,
-            uid: inode.uid,
-            gid: inode.gid,
-            mtime_sec: inode.mtime_sec,
-            mtime_nsec: inode.mtime_nsec,
-            // overlayfs's own xattrs are never a file's: obeyed in the upper directory, an
-            // image's `trusted.overlay.opaque` would hide the lower tree below it.
-            xattrs: (self.lower_xattrs(ino)?.into_iter())
-                .filter(|x| !is_private_xattr(&x.name))
-                .collect(),
-        };
+        let mut meta = (self.index.meta(&inode)).map_err(|e| FsError::corrupt(ino, Some(e)))?;
+        // overlayfs's own xattrs are never a file's: obeyed in the upper directory, an
+        // image's `trusted.overlay.opaque` would hide the lower tree below it.
+        meta.xattrs.retain(|x| !is_private_xattr(&x.name));
         Ok((meta, inode.kind))
     }
 

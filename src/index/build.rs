@@ -65,14 +65,7 @@ impl Tree {
                 NodeKind::BlockDevice { major, minor } => Kind::BlockDevice { major, minor },
                 NodeKind::Fifo => Kind::Fifo,
             };
-            let meta = Meta {
-                mode: inode.mode,
-                uid: inode.uid,
-                gid: inode.gid,
-                mtime_sec: inode.mtime_sec,
-                mtime_nsec: inode.mtime_nsec,
-                xattrs: index.xattrs(&inode)?,
-            };
+            let meta = index.meta(&inode)?;
             Ok(Node {
                 kind,
                 meta,

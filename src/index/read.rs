@@ -2,7 +2,7 @@
 
 use super::IndexError;
 use super::format::*;
-use crate::model::{Digest, Ino, Xattr};
+use crate::model::{Digest, Ino, Meta, Xattr};
 
 /// A flattened index over its encoded bytes (a `Vec<u8>` or an mmap).
 ///
@@ -163,6 +163,18 @@ impl<B: AsRef<[u8]>> Index<B> {
             mtime_sec: i64::from_le_bytes(r[32..40].try_into().ok()?),
             mtime_nsec: u32_at(r, 40)?,
             xattrs_at: u64_at(r, 72)?,
+        })
+    }
+
+    /// The owner, mode, mtime and xattrs of `inode`, as a layer entry has them.
+    pub fn meta(&self, inode: &Inode<'_>) -> Result<Meta, IndexError> {
+        Ok(Meta {
+            mode: inode.mode,
+            uid: inode.uid,
+            gid: inode.gid,
+            mtime_sec: inode.mtime_sec,
+            mtime_nsec: inode.mtime_nsec,
+            xattrs: self.xattrs(inode)?,
         })
     }
 
